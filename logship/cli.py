@@ -1,0 +1,189 @@
+"""`logship run`, `check`, `render` and `replay`, with named exit codes."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import IO, Iterator
+
+import orjson
+
+from . import __version__
+from .config import Config, Queue, load
+from .errors import ConfigError, FormatError, LogshipError, MessageError, OutputError, RenderError
+from .formats import FormatSet
+from .record import Source, decode, records
+
+EXIT_OK = 0
+EXIT_FAILURE = 1      # a runtime failure: broker, outputs
+EXIT_USAGE = 2        # argparse's own
+EXIT_DATAERR = 65     # `render`: the input is not a result message (sysexits EX_DATAERR)
+EXIT_CONFIG = 78      # the config or a format is invalid (sysexits EX_CONFIG); no restart helps
+
+
+def checked_config(path: str) -> tuple[Config, FormatSet]:
+    """Load the config and its formats; raise ConfigError or FormatError on any problem."""
+    from .pipeline import routers
+    config = load(path)
+    formats = FormatSet.load(config.formats.dir)
+    for error in formats.errors.values():
+        raise error
+    routers(config)
+    return config, formats
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon."""
+    from . import logs
+    from .daemon import Daemon
+    config, _formats = checked_config(args.config)
+    logs.setup(config.log.level)
+    Daemon(config).run()
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the config and compile every format, offline."""
+    from .pipeline import routers
+    config = load(args.config)
+    formats = FormatSet.load(config.formats.dir)
+    routers(config)
+    for name, fmt in sorted(formats.formats.items()):
+        print(f"format {name}: ok ({fmt.path}, sha256 {fmt.digest})")
+    for error in formats.errors.values():
+        print(f"format error: {error}", file=sys.stderr)
+    if formats.errors:
+        return EXIT_CONFIG
+    print(f"{config.file}: ok: {len(config.queues)} queues, {len(config.outputs)} outputs, "
+          f"{len(config.routes)} routes, broker {config.broker.display_url}")
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Print the lines one message (or several) produce in one format."""
+    config, formats = checked_config(args.config)
+    if args.format not in formats:
+        raise ConfigError(config.file, "formats", f"no format {args.format!r} in {config.formats.dir}")
+    queue = _queue(config, args.queue)
+    source = Source(queue.name, queue.scope or "all", queue.final)
+    status = EXIT_OK
+    for name in args.files:
+        with _open(name) as f:
+            body = f.read()
+        try:
+            message = decode(body)
+        except MessageError as error:
+            print(f"{name}: {error}", file=sys.stderr)
+            status = EXIT_DATAERR
+            continue
+        for record in records(message, source, 0.0 if args.epoch_zero else _now()):
+            print(formats[args.format].render(record))
+    return status
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Feed result messages from JSON lines through the pipeline to the outputs."""
+    from .pipeline import Delivery, Pipeline
+    config, formats = checked_config(args.config)
+    pipeline = Pipeline.build(config, formats)
+    messages = rejected = 0
+    try:
+        for body, queue_name in _lines(args.file, args.queue):
+            queue = _queue(config, queue_name)
+            source = Source(queue.name, queue.scope or "all", queue.final)
+            if not pipeline.handle(Delivery(body, source)):
+                rejected += 1
+            messages += 1
+            if messages % 1000 == 0:
+                pipeline.flush()
+        pipeline.flush()
+    finally:
+        pipeline.close()
+    print(f"replayed {messages} messages, {rejected} quarantined to {config.quarantine.path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _lines(name: str, queue: str) -> Iterator[tuple[bytes, str]]:
+    """Message bodies from a JSON-lines file; {"queue", "body"} lines carry their own queue."""
+    with _open(name) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith(b'{"queue"'):
+                try:
+                    wrapper = orjson.loads(line)
+                    yield orjson.dumps(wrapper["body"]), wrapper["queue"]
+                    continue
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    pass  # not a wrapper after all: the pipeline quarantines it
+            yield line, queue
+
+
+def _queue(config: Config, name: str) -> Queue:
+    """The configured queue called `name`, or one with the defaults for that name."""
+    return next((q for q in config.queues if q.name == name), None) or Queue(name)
+
+
+def _open(name: str) -> IO[bytes]:
+    """A file opened for binary reading; '-' is standard input."""
+    return sys.stdin.buffer if name == "-" else open(name, "rb")
+
+
+def _now() -> float:
+    """The current time (a function, so `render --epoch-zero` can be reproducible)."""
+    import time
+    return time.time()
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="logship", description="Ships MailerQ delivery results from "
+                                "RabbitMQ to log files through formats you write.")
+    p.add_argument("--version", action="version", version=f"logship {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: object, help: str, description: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=description)
+        c.add_argument("--config", "-c", required=True, metavar="PATH", help="the TOML config file")
+        c.set_defaults(func=func)
+        return c
+
+    command("run", cmd_run, "consume the queues and write records (the daemon)",
+            "Consume the configured queues, write one record per new attempt to the outputs, "
+            "acknowledge once they hold it. Stops cleanly on SIGTERM/SIGINT; SIGHUP reopens files.")
+    command("check", cmd_check, "validate the config and compile every format, offline",
+            "Validate the config file and compile every format; exit 0 when all is well, "
+            f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker.")
+    r = command("render", cmd_render, "print the lines a message produces in one format",
+                "Render result messages (JSON files) through one format and print the lines, "
+                "one per new attempt. No broker, no outputs touched.")
+    r.add_argument("--format", "-f", required=True, help="the format's name (NAME.j2)")
+    r.add_argument("--queue", default="results", help="read the message as if from this queue (default results)")
+    r.add_argument("--epoch-zero", action="store_true", help="set record.received to 1970-01-01 (reproducible output)")
+    r.add_argument("files", nargs="+", metavar="FILE.json", help="result message files; - for stdin")
+    p_replay = command("replay", cmd_replay, "feed JSON-lines result messages to the outputs, no broker",
+                       "Send result messages, one JSON object a line, through the same pipeline to the "
+                       "configured outputs: backfills, demos, quarantine recovery. Lines of the form "
+                       '{"queue": NAME, "body": MESSAGE} are read as if from that queue.')
+    p_replay.add_argument("file", metavar="FILE", help="JSON-lines file; - for stdin")
+    p_replay.add_argument("--queue", default="results", help="read plain lines as if from this queue (default results)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `logship` command."""
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FormatError) as error:
+        print(f"logship: config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (OutputError, RenderError, LogshipError) as error:
+        print(f"logship: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The TOML configuration as frozen dataclasses; see README.md for every key."""
+from __future__ import annotations
+
+import os
+import tomllib
+import urllib.parse
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from .errors import ConfigError
+from .schema import PATH, build
+
+Scope = Literal["all", "latest", "message"]
+#: MailerQ's retry queue carries every attempt so far: only the newest one is new
+RETRY_ROLES = {"retry"}
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Where and how to consume."""
+
+    url: str = field(default="amqp://guest:guest@localhost:5672/%2F", repr=False)
+    password_file: str | None = field(default=None, metadata=PATH)
+    prefetch: int = 1000
+    heartbeat: int = 30
+    batch_size: int = 500        # acknowledge at most this many deliveries at once
+    batch_interval: float = 0.05  # and at the latest this many seconds after the first
+    reconnect_max: float = 30.0   # cap of the reconnect backoff, seconds
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("amqp://", "amqps://")):
+            raise ValueError("url: must start with amqp:// or amqps://")
+        for name in ("prefetch", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1")
+        if self.batch_interval <= 0:
+            raise ValueError("batch_interval: must be more than 0")
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password replaced, safe to log."""
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Queue:
+    """One queue to consume, and which of its attempts are new."""
+
+    name: str
+    role: Literal["results", "success", "failures", "retry", "other"] | None = None
+    scope: Scope | None = None
+    declare: bool = False  # declare the queue (durable) if it does not exist
+
+    def __post_init__(self) -> None:
+        role = self.role or (self.name if self.name in ("results", "success", "failures", "retry") else "other")
+        object.__setattr__(self, "role", role)
+        if self.scope is None:
+            object.__setattr__(self, "scope", "latest" if role in RETRY_ROLES else "all")
+
+    @property
+    def final(self) -> bool:
+        """Whether messages on this queue carry a final result."""
+        return self.role not in RETRY_ROLES
+
+
+@dataclass(frozen=True)
+class Formats:
+    """Where the formats live: NAME.j2 is the format called NAME."""
+
+    dir: str = field(default="formats", metadata=PATH)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output; `type` selects the subclass (and the sink) that handles it."""
+
+    name: str
+    type: str
+    variants: ClassVar[dict[str, type[Output]]] = {}
+
+
+@dataclass(frozen=True)
+class FileOutput(Output):
+    """Lines appended to a file."""
+
+    path: str = field(metadata=PATH)
+    sync: Literal["batch", "never"] | float = "batch"  # fdatasync per batch, never, or every N s
+    mode: str = "0640"
+    dir_mode: str = "0750"
+
+    def __post_init__(self) -> None:
+        for name in ("mode", "dir_mode"):
+            try:
+                int(getattr(self, name), 8)
+            except ValueError:
+                raise ValueError(f"{name}: must be an octal string such as \"0640\"") from None
+
+
+Output.variants["file"] = FileOutput
+
+
+@dataclass(frozen=True)
+class Route:
+    """Records in `format` to `output`, when `when` holds."""
+
+    format: str
+    output: str
+    when: str | None = None
+    queues: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """Where undecodable or unrenderable messages are kept, raw."""
+
+    path: str = field(default="log/quarantine.jsonl", metadata=PATH)
+
+
+@dataclass(frozen=True)
+class Log:
+    """The daemon's own log (JSON lines on stderr)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    broker: Broker = field(default_factory=Broker)
+    queues: tuple[Queue, ...] = ()
+    formats: Formats = field(default_factory=Formats)
+    outputs: tuple[Output, ...] = ()
+    routes: tuple[Route, ...] = ()
+    quarantine: Quarantine = field(default_factory=Quarantine)
+    log: Log = field(default_factory=Log)
+    file: str = field(default="", compare=False)
+
+    def output(self, name: str) -> Output:
+        """The output called `name`."""
+        return next(o for o in self.outputs if o.name == name)
+
+
+def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
+    """Read, check and resolve the config file at `path`."""
+    file = str(path)
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except OSError as error:
+        raise ConfigError(file, "", f"cannot read: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(file, "", f"not valid TOML: {error}") from None
+    config = build(Config, table, "", file, Path(file).resolve().parent)
+    config = replace(config, file=file, broker=_credentials(config.broker, file, environ or os.environ))
+    check(config)
+    return config
+
+
+def _credentials(broker: Broker, file: str, environ: dict[str, str]) -> Broker:
+    """Apply LOGSHIP_BROKER_URL, LOGSHIP_BROKER_PASSWORD or password_file to the URL."""
+    url = environ.get("LOGSHIP_BROKER_URL", broker.url)
+    password = environ.get("LOGSHIP_BROKER_PASSWORD")
+    if password is None and broker.password_file:
+        try:
+            password = Path(broker.password_file).read_text().strip()
+        except OSError as error:
+            raise ConfigError(file, "broker.password_file", f"cannot read: {error.strerror}") from None
+    if password is not None:
+        parts = urllib.parse.urlsplit(url)
+        user = parts.username or "guest"
+        host = parts.netloc.rpartition("@")[2]
+        netloc = f"{user}:{urllib.parse.quote(password, safe='')}@{host}"
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return replace(broker, url=url)
+
+
+def check(config: Config) -> None:
+    """Cross-checks between sections: names unique, routes pointing at what exists."""
+    file = config.file
+    _unique(file, "queues", [q.name for q in config.queues])
+    _unique(file, "outputs", [o.name for o in config.outputs])
+    if not config.queues:
+        raise ConfigError(file, "queues", "at least one [[queues]] entry is needed")
+    outputs = {o.name for o in config.outputs}
+    queues = {q.name for q in config.queues}
+    formats = Path(config.formats.dir)
+    for i, route in enumerate(config.routes):
+        if route.output not in outputs:
+            raise ConfigError(file, f"routes[{i}].output", f"no output called {route.output!r}")
+        if not (formats / f"{route.format}.j2").is_file():
+            raise ConfigError(file, f"routes[{i}].format", f"no format {route.format!r} ({formats / route.format}.j2 not found)")
+        for queue in route.queues or ():
+            if queue not in queues:
+                raise ConfigError(file, f"routes[{i}].queues", f"no queue called {queue!r}")
+    if not config.routes:
+        raise ConfigError(file, "routes", "at least one [[routes]] entry is needed")
+
+
+def _unique(file: str, key: str, names: list[str]) -> None:
+    """Raise if a name appears twice in an array of tables."""
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ConfigError(file, f"{key}[{i}].name", f"{name!r} is used twice")
+        seen.add(name)

@@ -1,0 +1,183 @@
+"""The only module that knows pika: connection, qos, batched acks, reconnects."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Iterable
+
+import pika
+import pika.exceptions
+
+from .config import Broker, Queue
+from .errors import OutputError
+from .pipeline import Delivery, Pipeline
+from .record import Source
+
+log = logging.getLogger("logship")
+
+# What a lost broker looks like; each of these ends in a reconnect.
+BROKER_ERRORS = (pika.exceptions.AMQPError, ConnectionError, OSError)
+
+
+class ConsumerCancelled(Exception):
+    """The broker cancelled a consumer (its queue was deleted)."""
+
+
+class Consumer:
+    """Consumes the configured queues into a pipeline; acks once the outputs hold the records."""
+
+    def __init__(self, broker: Broker, queues: Iterable[Queue], pipeline: Pipeline,
+                 on_tick: Callable[[], None] | None = None,
+                 on_consuming: Callable[[], None] | None = None) -> None:
+        self.broker, self.queues, self.pipeline = broker, tuple(queues), pipeline
+        self.on_tick, self.on_consuming = on_tick, on_consuming
+        self.stopping = False
+        self.connection: pika.BlockingConnection | None = None
+        self._pending: list[tuple[int, bool]] = []   # (delivery tag, ack?) not yet settled
+        self._first_pending = 0.0
+        self._retry_at = 0.0
+        self._output_backoff = 0.0
+        self.output_error: str | None = None
+        self.last_ack = time.monotonic()
+        self.acked = self.rejected = 0
+
+    def run(self) -> None:
+        """Consume until stop(); reconnect with capped backoff whenever the broker goes away."""
+        delay = 0.5
+        while not self.stopping:
+            try:
+                self._consume()
+                delay = 0.5
+            except (*BROKER_ERRORS, ConsumerCancelled) as error:
+                if self.stopping:
+                    break
+                log.warning("broker connection lost; reconnecting",
+                            extra={"error": _describe(error), "retry_in": round(delay, 1)})
+                self._close_quietly()
+                self._sleep(delay)
+                delay = min(delay * 2, self.broker.reconnect_max)
+        self._close_quietly()
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, ack it and return (signal-safe)."""
+        self.stopping = True
+        connection = self.connection
+        if connection is not None:
+            try:
+                connection.add_callback_threadsafe(lambda: None)  # wake the loop
+            except Exception:
+                pass
+
+    def _consume(self) -> None:
+        """One connection's life: set up, loop, and on stop settle the last batch."""
+        params = pika.URLParameters(self.broker.url)
+        params.heartbeat = self.broker.heartbeat
+        params.connection_attempts = 1
+        self.connection = connection = pika.BlockingConnection(params)
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=self.broker.prefetch)
+        channel.add_on_cancel_callback(self._on_cancel)
+        self._pending.clear()
+        for queue in self.queues:
+            if queue.declare:
+                channel.queue_declare(queue.name, durable=True)
+            channel.basic_consume(queue.name, self._callback(channel, queue))
+        log.info("consuming", extra={"broker": self.broker.display_url,
+                                     "queues": [q.name for q in self.queues]})
+        if self.on_consuming:
+            self.on_consuming()
+        while not self.stopping:
+            connection.process_data_events(time_limit=self._wait())
+            self._settle(channel, force=False)
+            if self.on_tick:
+                self.on_tick()
+        self._finish(channel)
+
+    def _callback(self, channel: object, queue: Queue) -> Callable[..., None]:
+        """The on-message callback for one queue."""
+        def on_message(_channel: object, method: object, properties: object, body: bytes) -> None:
+            source = Source(queue.name, queue.scope, queue.final,
+                            method.routing_key, method.redelivered)  # type: ignore[attr-defined]
+            delivery = Delivery(body, source, properties.content_encoding)  # type: ignore[attr-defined]
+            ok = self.pipeline.handle(delivery)
+            if not self._pending:
+                self._first_pending = time.monotonic()
+            self._pending.append((method.delivery_tag, ok))  # type: ignore[attr-defined]
+        return on_message
+
+    def _on_cancel(self, frame: object) -> None:
+        """The broker cancelled us (queue deleted): reconnect instead of hanging silently."""
+        raise ConsumerCancelled("the broker cancelled a consumer; was a queue deleted?")
+
+    def _wait(self) -> float:
+        """How long the next poll may block: until the batch is due, at most a second."""
+        if not self._pending:
+            return 1.0
+        due = max(self._first_pending + self.broker.batch_interval, self._retry_at)
+        return min(max(due - time.monotonic(), 0.0), 1.0)
+
+    def _settle(self, channel: object, force: bool) -> None:
+        """Flush the outputs when the batch is due, then reject and ack what they hold."""
+        if not self._pending:
+            return
+        now = time.monotonic()
+        due = len(self._pending) >= self.broker.batch_size or now - self._first_pending >= self.broker.batch_interval
+        if not (due or force) or now < self._retry_at:
+            return
+        try:
+            self.pipeline.flush()
+        except OutputError as error:
+            self._output_failed(str(error), now)
+            return
+        if self.output_error is not None:
+            log.info("outputs recovered; acknowledging again", extra={"after_error": self.output_error})
+            self.output_error, self._output_backoff = None, 0.0
+        for tag, ok in self._pending:
+            if not ok:
+                channel.basic_reject(tag, requeue=False)  # type: ignore[attr-defined]
+                self.rejected += 1
+        channel.basic_ack(self._pending[-1][0], multiple=True)  # type: ignore[attr-defined]
+        self.acked += sum(1 for _tag, ok in self._pending if ok)
+        self._pending.clear()
+        self.last_ack = now
+
+    def _output_failed(self, error: str, now: float) -> None:
+        """Stop acking, say so once, and try again after a capped backoff."""
+        if self.output_error is None:
+            log.error("an output failed; not acknowledging until it recovers", extra={"error": error})
+        self.output_error = error
+        self._output_backoff = min(max(self._output_backoff * 2, 0.1), 5.0)
+        self._retry_at = now + self._output_backoff
+
+    def _finish(self, channel: object) -> None:
+        """On stop: settle what is in hand (retrying briefly), then close; the rest is requeued."""
+        deadline = time.monotonic() + 10
+        while self._pending and time.monotonic() < deadline:
+            self._settle(channel, force=True)
+            if self._pending:
+                self.connection.sleep(0.1)  # type: ignore[union-attr]  # heartbeats, no new dispatch
+        self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        """Close the connection if it is open; unacked deliveries return to their queues."""
+        connection, self.connection = self.connection, None
+        self._pending.clear()
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except BROKER_ERRORS:
+                pass
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep in small steps so stop() is noticed."""
+        end = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < end:
+            time.sleep(min(0.1, end - time.monotonic()))
+            if self.on_tick:
+                self.on_tick()
+
+
+def _describe(error: BaseException) -> str:
+    """A short description of a broker error without credentials."""
+    text = str(error) or repr(error)
+    return f"{type(error).__name__}: {text}"[:300]

@@ -1,0 +1,144 @@
+"""From a delivery to rendered lines in the outputs; no broker in sight."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .config import Config, Route
+from .errors import MessageError, OutputError, RenderError
+from .formats import FormatSet, compile_expression
+from .quarantine import Quarantine
+from .record import Source, decode, records
+from .sinks import Sink, build_sink
+
+log = logging.getLogger("logship")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message as the broker handed it over."""
+
+    body: bytes
+    source: Source
+    content_encoding: str | None = None
+
+
+@dataclass(frozen=True)
+class Router:
+    """A route made ready: its `when` compiled and its queue filter as a set."""
+
+    route: Route
+    when: Callable[..., Any] | None
+    queues: frozenset[str] | None
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        """Whether this route takes the record."""
+        if self.queues is not None and record["record"]["queue"] not in self.queues:
+            return False
+        return self.when is None or bool(self.when(**record))
+
+
+def routers(config: Config) -> list[Router]:
+    """Compile every route of `config`; a bad `when` is a ConfigError naming the route."""
+    from jinja2 import TemplateSyntaxError
+
+    from .errors import ConfigError
+    ready = []
+    for i, route in enumerate(config.routes):
+        try:
+            when = compile_expression(route.when) if route.when else None
+        except TemplateSyntaxError as error:
+            raise ConfigError(config.file, f"routes[{i}].when", f"invalid expression: {error.message}") from None
+        ready.append(Router(route, when, frozenset(route.queues) if route.queues is not None else None))
+    return ready
+
+
+class Pipeline:
+    """Decodes, routes, renders and writes; `flush` makes it durable."""
+
+    def __init__(self, config: Config, formats: FormatSet, sinks: dict[str, Sink],
+                 quarantine: Quarantine, clock: Callable[[], float] = time.time) -> None:
+        self.config, self.formats, self.sinks = config, formats, sinks
+        self.quarantine, self.clock = quarantine, clock
+        self.routers = routers(config)
+        self._set_headers()
+
+    def _set_headers(self) -> None:
+        """Give each sink the header of its formats, when all its routes agree on one."""
+        for name, sink in self.sinks.items():
+            headers = {getattr(self.formats.formats.get(r.format), "header", None)
+                       for r in self.config.routes if r.output == name}
+            if len(headers) == 1 and hasattr(sink, "header"):
+                sink.header = headers.pop()
+
+    @classmethod
+    def build(cls, config: Config, formats: FormatSet | None = None) -> Pipeline:
+        """A pipeline with a sink for every configured output."""
+        sinks = {o.name: build_sink(o) for o in config.outputs}
+        return cls(config, formats or FormatSet.load(config.formats.dir), sinks,
+                   Quarantine(config.quarantine.path))
+
+    def handle(self, delivery: Delivery) -> bool:
+        """Write the delivery's records; False when it was quarantined and must be rejected."""
+        try:
+            message = decode(delivery.body, delivery.content_encoding)
+        except MessageError as error:
+            self._quarantine(delivery, str(error))
+            return False
+        try:
+            lines = self.render(records(message, delivery.source, self.clock()))
+        except RenderError as error:
+            self._quarantine(delivery, str(error), message)
+            return False
+        for output, record, line in lines:
+            self.sinks[output].write(record, line)
+        return True
+
+    def render(self, batch: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], str]]:
+        """Every (output, record, line) the records make; all or nothing, so a replay is exact."""
+        lines = []
+        for record in batch:
+            for router in self.routers:
+                name = router.route.format
+                try:
+                    if not router.matches(record):
+                        continue
+                except Exception as error:  # a user's `when` may raise anything
+                    raise RenderError(name, f"route `when` failed: {type(error).__name__}: {error}") from None
+                fmt = self.formats.formats.get(name)
+                if fmt is None:
+                    raise RenderError(name, "format not loaded")
+                lines.append((router.route.output, record, fmt.render(record)))
+        return lines
+
+    def _quarantine(self, delivery: Delivery, reason: str, message: dict[str, Any] | None = None) -> None:
+        """Keep the raw delivery and say so in the daemon's own log."""
+        identity = {"queue": delivery.source.queue, "routing_key": delivery.source.routing_key}
+        if message is not None:
+            identity["recipient"] = str(message.get("recipient", ""))[:200]
+            identity["envelope"] = str(message.get("envelope", ""))[:200]
+        log.warning("message quarantined", extra={"reason": reason, **identity})
+        self.quarantine.keep(delivery.body, delivery.source, reason, delivery.content_encoding)
+
+    def flush(self) -> None:
+        """Flush every sink and the quarantine; raise OutputError naming what failed."""
+        failures = []
+        for sink in [*self.sinks.values(), self.quarantine.sink]:
+            try:
+                sink.flush()
+            except OutputError as error:
+                failures.append(str(error))
+        if failures:
+            raise OutputError("; ".join(failures))
+
+    def reopen(self) -> None:
+        """Reopen every sink (SIGHUP)."""
+        for sink in [*self.sinks.values(), self.quarantine.sink]:
+            sink.reopen()
+
+    def close(self) -> None:
+        """Close every sink."""
+        for sink in [*self.sinks.values(), self.quarantine.sink]:
+            sink.close()

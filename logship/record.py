@@ -1,0 +1,140 @@
+"""Decoding a delivery into the records of its new attempts, with derived fields."""
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from .errors import MessageError
+
+Record = dict[str, Any]
+"""What a format sees: `attempt`, `message`, `extracted` and `record` (derived fields)."""
+
+#: states where MailerQ itself failed, not the receiving server
+LOCAL_STATES = frozenset({"process", "storage", "bind", "responsive"})
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a delivery came from and how to read its `results` array."""
+
+    queue: str
+    scope: str = "all"          # all | latest | message
+    final: bool = True          # the queue carries final results
+    routing_key: str = ""
+    redelivered: bool = False
+
+
+def decode(body: bytes, content_encoding: str | None = None) -> dict[str, Any]:
+    """Parse a result message; raise MessageError for anything that is not one."""
+    if content_encoding and content_encoding.lower() in ("gzip", "x-gzip"):
+        try:
+            body = gzip.decompress(body)
+        except (OSError, EOFError, zlib.error) as error:
+            raise MessageError(f"content-encoding gzip, but the body does not decompress: {error}") from None
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise MessageError(f"not JSON: {error}") from None
+    if not isinstance(message, dict):
+        raise MessageError(f"not a result message: the body is a JSON {type(message).__name__}, not an object")
+    results = message.get("results")
+    if not isinstance(results, list) or not results:
+        raise MessageError("not a result message: `results` is not a non-empty array")
+    for i, attempt in enumerate(results):
+        if not isinstance(attempt, dict):
+            raise MessageError(f"not a result message: results[{i}] is not an object")
+    return message
+
+
+def records(message: dict[str, Any], source: Source, received: float) -> list[Record]:
+    """One record per attempt that is new on this queue (see README: scopes)."""
+    results = message["results"]
+    count = len(results)
+    first = 0 if source.scope == "all" else count - 1
+    extracted = _extracted(message)
+    common = {
+        "attempts": count,
+        "queue": source.queue,
+        "routing_key": source.routing_key,
+        "redelivered": source.redelivered,
+        "received": _iso(received),
+        "received_epoch": received,
+        "recipient_domain": domain(message.get("recipient")),
+        "envelope_domain": domain(message.get("envelope")),
+        "message_id": extracted["headers"].get("message-id", ""),
+    }
+    out = []
+    for index in range(first, count):
+        attempt = results[index]
+        final = source.final and index == count - 1
+        derived = {**common, "attempt_number": index + 1, "final": final, "outcome": outcome(attempt, final)}
+        out.append({"attempt": attempt, "message": message, "extracted": extracted, "record": derived})
+    return out
+
+
+def outcome(attempt: dict[str, Any], final: bool) -> str:
+    """delivered, deferred, bounced, expired or failed; the table is in README.md."""
+    state, result = attempt.get("state"), attempt.get("result")
+    if result == "accepted":
+        return "delivered"
+    if state == "process" and result == "timeout":
+        return "expired"
+    if state in LOCAL_STATES:
+        return "failed"
+    fatal = attempt.get("fatal")
+    if fatal is True or (fatal is None and _reply_class(attempt) == "5"):
+        return "bounced"
+    return "failed" if final else "deferred"
+
+
+def _reply_class(attempt: dict[str, Any]) -> str:
+    """The first digit of the SMTP code, or of the enhanced status when there is no code."""
+    code = attempt.get("code")
+    if isinstance(code, int):
+        return str(code)[:1]
+    if isinstance(code, str) and code[:1].isdigit():
+        return code[:1]
+    status = attempt.get("status")
+    return status[:1] if isinstance(status, str) else ""
+
+
+def domain(address: Any) -> str:
+    """The lower-cased part after the last @, or '' when there is none."""
+    if not isinstance(address, str) or "@" not in address:
+        return ""
+    return address.rpartition("@")[2].strip().strip(">").lower()
+
+
+class Headers(dict):
+    """Message headers whose lookups ignore case (`extracted.headers['Message-ID']`)."""
+
+    def __init__(self, headers: Any) -> None:
+        items = headers.items() if isinstance(headers, dict) else ()
+        super().__init__((str(k).lower(), v) for k, v in items)
+
+    def __getitem__(self, name: str) -> Any:
+        return super().__getitem__(name.lower() if isinstance(name, str) else name)
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name.lower() if isinstance(name, str) else name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower() if isinstance(name, str) else name, default)
+
+
+def _extracted(message: dict[str, Any]) -> dict[str, Any]:
+    """`extracted` with case-insensitive headers; an empty one when MailerQ sent none."""
+    extracted = message.get("extracted")
+    if not isinstance(extracted, dict):
+        extracted = {}
+    return {**extracted, "headers": Headers(extracted.get("headers"))}
+
+
+def _iso(epoch: float) -> str:
+    """UTC ISO 8601 with milliseconds and a Z."""
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

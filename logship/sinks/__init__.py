@@ -1,0 +1,32 @@
+"""Outputs: one module per kind behind one small interface."""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..config import FileOutput, Output
+
+
+class Sink(Protocol):
+    """Where rendered records go. Only `flush` promises anything is held."""
+
+    name: str
+
+    def write(self, record: dict[str, Any], line: str) -> None:
+        """Take one rendered record; may buffer. Never blocks for long."""
+
+    def flush(self) -> None:
+        """Make everything taken so far durable, or raise OutputError (the caller retries)."""
+
+    def reopen(self) -> None:
+        """Let go of open files or connections and open them anew (SIGHUP, logrotate)."""
+
+    def close(self) -> None:
+        """Release everything; records not flushed yet are not promised."""
+
+
+def build_sink(output: Output) -> Sink:
+    """The sink for one configured output."""
+    if isinstance(output, FileOutput):
+        from .file import FileSink
+        return FileSink.from_config(output)
+    raise ValueError(f"no sink for output type {output.type!r}")
