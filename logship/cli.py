@@ -8,7 +8,7 @@ from typing import IO, Iterator
 import orjson
 
 from . import __version__
-from .config import Config, Queue, load
+from .config import Config, Queue, load, scoped, warnings
 from .errors import ConfigError, FormatError, LogshipError, MessageError, OutputError, RenderError
 from .formats import FormatSet
 from .record import Source, decode, records
@@ -53,6 +53,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"format error: {error}", file=sys.stderr)
     if formats.errors:
         return EXIT_CONFIG
+    for queue in config.queues:
+        print(f"queue {queue.name}: role {queue.role}, scope {queue.scope}")
+    for warning in warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{config.file}: ok: {len(config.queues)} queues, {len(config.outputs)} outputs, "
           f"{len(config.routes)} routes, broker {config.broker.display_url}")
     return EXIT_OK
@@ -121,7 +125,7 @@ def _lines(name: str, queue: str) -> Iterator[tuple[bytes, str]]:
 
 def _queue(config: Config, name: str) -> Queue:
     """The configured queue called `name`, or one with the defaults for that name."""
-    return next((q for q in config.queues if q.name == name), None) or Queue(name)
+    return next((q for q in config.queues if q.name == name), None) or scoped((Queue(name),))[0]
 
 
 def _open(name: str) -> IO[bytes]:

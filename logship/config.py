@@ -59,8 +59,6 @@ class Queue:
     def __post_init__(self) -> None:
         role = self.role or (self.name if self.name in ("results", "success", "failures", "retry") else "other")
         object.__setattr__(self, "role", role)
-        if self.scope is None:
-            object.__setattr__(self, "scope", "latest" if role in RETRY_ROLES else "all")
 
     @property
     def final(self) -> bool:
@@ -157,9 +155,33 @@ def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None) ->
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(file, "", f"not valid TOML: {error}") from None
     config = build(Config, table, "", file, Path(file).resolve().parent)
-    config = replace(config, file=file, broker=_credentials(config.broker, file, environ or os.environ))
+    config = replace(config, file=file, broker=_credentials(config.broker, file, environ or os.environ),
+                     queues=scoped(config.queues))
     check(config)
     return config
+
+
+def scoped(queues: tuple[Queue, ...]) -> tuple[Queue, ...]:
+    """Fill in each queue's default scope from its role and its neighbours.
+
+    A retry queue's message holds every attempt so far: only the newest is new (`latest`).
+    A final queue's message holds them all: every one is new (`all`), unless a retry queue
+    is consumed too, which has already written every attempt but the last (`latest`).
+    """
+    with_retry = any(q.role in RETRY_ROLES for q in queues)
+    def default(q: Queue) -> Scope:
+        return "latest" if q.role in RETRY_ROLES or (with_retry and q.role != "other") else "all"
+    return tuple(q if q.scope else replace(q, scope=default(q)) for q in queues)
+
+
+def warnings(config: Config) -> list[str]:
+    """Legal but probably unintended settings, for `check` and the daemon's log."""
+    roles = {q.role for q in config.queues}
+    found = []
+    if "results" in roles and roles & {"success", "failures"}:
+        found.append("results and success/failures both consumed: every final result is written twice "
+                     "unless routes select queues")
+    return found
 
 
 def _credentials(broker: Broker, file: str, environ: dict[str, str]) -> Broker:

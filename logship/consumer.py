@@ -51,7 +51,7 @@ class Consumer:
             except (*BROKER_ERRORS, ConsumerCancelled) as error:
                 if self.stopping:
                     break
-                log.warning("broker connection lost; reconnecting",
+                log.warning("reconnecting to the broker",
                             extra={"error": _describe(error), "retry_in": round(delay, 1)})
                 self._close_quietly()
                 self._sleep(delay)

@@ -5,7 +5,7 @@ import logging
 import signal
 from types import FrameType
 
-from .config import Config
+from .config import Config, warnings
 from .consumer import Consumer
 from .formats import FormatSet
 from .pipeline import Pipeline
@@ -29,7 +29,10 @@ class Daemon:
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._hangup)
         log.info("started", extra={"config": self.config.file, "formats": self._versions(),
-                                   "outputs": [o.name for o in self.config.outputs]})
+                                   "outputs": [o.name for o in self.config.outputs],
+                                   "scopes": {q.name: q.scope for q in self.config.queues}})
+        for warning in warnings(self.config):
+            log.warning(warning)
         try:
             self.consumer.run()
         finally:

@@ -20,6 +20,13 @@ def build(cls: type, table: Any, key: str, file: str, base: Path) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = get_type_hints(cls)
     values: dict[str, Any] = {}
+    for name, field in fields.items():  # defaults get the same treatment as given values
+        if name in table:
+            continue
+        if field.metadata.get("path") and isinstance(field.default, str):
+            values[name] = str((base / field.default).resolve())
+        elif dataclasses.is_dataclass(hints[name]):
+            values[name] = build(hints[name], {}, f"{key}.{name}" if key else name, file, base)
     for name, value in table.items():
         path = f"{key}.{name}" if key else name
         field = fields.get(name)

@@ -1,0 +1,123 @@
+"""A private RabbitMQ node for the test run: Debian's rabbitmq-server on free loopback ports."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pika
+
+
+SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RabbitNode:
+    """One RabbitMQ node in a temporary folder; start, stop and restart it like a real one."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="logship-rabbit-"))
+        self.name = f"logship-test-{uuid.uuid4().hex[:8]}@localhost"
+        self.port, self.dist_port = free_port(), free_port()
+        (self.dir / "enabled_plugins").write_text("[].\n")
+        (self.dir / "rabbitmq.conf").write_text("loopback_users = none\nlog.console = false\n")
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "rabbitmq", "rabbitmq")  # the server drops to this user
+        self.env = {**os.environ,
+                    "HOME": "/var/lib/rabbitmq" if os.geteuid() == 0 else os.environ.get("HOME", "/tmp"),
+                    "RABBITMQ_NODENAME": self.name,
+                    "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+                    "RABBITMQ_NODE_PORT": str(self.port),
+                    "RABBITMQ_DIST_PORT": str(self.dist_port),
+                    "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+                    "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+                    "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq"),
+                    "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+                    "RABBITMQ_PID_FILE": str(self.dir / "pid")}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The AMQP URL of the default vhost."""
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def vhost_url(self, vhost: str) -> str:
+        """The AMQP URL of `vhost`."""
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{vhost}"
+
+    def start(self, timeout: float = 90) -> None:
+        """Start the node and wait until it accepts AMQP connections."""
+        log = open(self.dir / "server.out", "ab")
+        # The server's own script, not Debian's /usr/sbin wrapper: that one switches user with su,
+        # which starts a new session where stop() could not reach the Erlang VM.
+        as_user = {"user": "rabbitmq", "group": "rabbitmq"} if os.geteuid() == 0 else {}
+        self.process = subprocess.Popen([SERVER], env=self.env, stdout=log, stderr=log,
+                                        start_new_session=True, **as_user)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited: {(self.dir / 'server.out').read_text()[-2000:]}")
+            try:
+                pika.BlockingConnection(pika.URLParameters(self.url + "?connection_attempts=1")).close()
+                return
+            except pika.exceptions.AMQPError:
+                time.sleep(0.3)
+        raise RuntimeError("rabbitmq-server did not start in time")
+
+    def stop(self) -> None:
+        """Stop the node the way an operator would (SIGTERM), waiting until it is gone."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self._wait_port_closed()
+        self.process = None
+
+    def _wait_port_closed(self) -> None:
+        """Wait until the AMQP port is really released (beam may linger a moment)."""
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.1)
+
+    def restart(self) -> None:
+        """Stop and start again with the same data: durable queues and persistent messages survive."""
+        self.stop()
+        self.start()
+
+    def ctl(self, *args: str) -> str:
+        """Run rabbitmqctl against this node."""
+        return subprocess.run(["rabbitmqctl", "-q", "-n", self.name, *args], env=self.env,
+                              check=True, capture_output=True, text=True, timeout=60).stdout
+
+    def new_vhost(self) -> str:
+        """A fresh virtual host, so each test has queues of its own."""
+        vhost = f"t{uuid.uuid4().hex[:10]}"
+        self.ctl("add_vhost", vhost)
+        self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        return vhost
+
+    def cleanup(self) -> None:
+        """Stop the node and remove its folder."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

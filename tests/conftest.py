@@ -1,0 +1,51 @@
+"""Fixtures: the samples, a private RabbitMQ node, configs in temporary folders, leak checks."""
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from broker import RabbitNode
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "tests" / "samples"
+FORMATS = ROOT / "formats"
+
+
+@pytest.fixture(scope="session")
+def rabbit() -> Iterator[RabbitNode]:
+    """The test run's own RabbitMQ node (started once, on free loopback ports)."""
+    if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
+        pytest.fail("rabbitmq-server is not installed: run the suite with ./tests/run")
+    node = RabbitNode()
+    node.start()
+    yield node
+    node.cleanup()
+
+
+@pytest.fixture
+def vhost_url(rabbit: RabbitNode) -> str:
+    """The AMQP URL of a fresh virtual host on the test node."""
+    return rabbit.vhost_url(rabbit.new_vhost())
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A folder holding a copy of the shipped formats, as a config would point to."""
+    shutil.copytree(FORMATS, tmp_path / "formats")
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a thread running (the watchdog project's habit)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    for thread in leaked:
+        thread.join(timeout=2)
+    leaked = [t.name for t in leaked if t.is_alive()]
+    assert not leaked, f"threads left running: {leaked}"

@@ -1,0 +1,119 @@
+"""Helpers for tests: configs, traffic, a running daemon."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pika
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATOR = ROOT / "tests" / "traffic" / "mailerq_results.py"
+
+
+def write_config(folder: Path, url: str, body: str, queues: tuple[str, ...] = ("results", "retry")) -> Path:
+    """A config file in `folder` with `url`, the queues and `body` (outputs, routes, ...)."""
+    head = f'[broker]\nurl = "{url}"\nprefetch = 1000\n\n'
+    head += "".join(f'[[queues]]\nname = "{q}"\ndeclare = true\n' for q in queues)
+    path = folder / "logship.toml"
+    path.write_text(head + "\n" + body)
+    return path
+
+
+def traffic(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    """Generated MailerQ traffic: {"queue", "body"} events for `n` e-mails."""
+    out = subprocess.run([sys.executable, str(GENERATOR), str(n), "--seed", str(seed)],
+                         check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def publish(url: str, events: list[dict[str, Any]], queues: tuple[str, ...] = ("results", "retry"),
+            properties: pika.BasicProperties | None = None) -> int:
+    """Publish the events for `queues` (declared durable), persistent; returns how many."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    for queue in queues:
+        channel.queue_declare(queue, durable=True)
+    props = properties or pika.BasicProperties(content_type="application/json", delivery_mode=2)
+    sent = 0
+    for event in events:
+        if event["queue"] in queues:
+            body = event["body"] if isinstance(event["body"], bytes) else json.dumps(event["body"]).encode()
+            channel.basic_publish("", event["queue"], body, props)
+            sent += 1
+            if sent % 1000 == 0:
+                connection.process_data_events(0)
+    connection.close()
+    return sent
+
+
+def queue_depth(url: str, queue: str) -> int:
+    """Messages ready in `queue`."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+def expected_attempts(events: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+    """Every attempt of every e-mail once: (recipient, attempt number, time) from final results."""
+    return sorted((e["body"]["recipient"], i + 1, a["time"])
+                  for e in events if e["queue"] == "results"
+                  for i, a in enumerate(e["body"]["results"]))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    """Poll until `condition()` holds or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def line_count(path: Path) -> int:
+    """Lines in a file, 0 when it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+class RunningDaemon:
+    """`logship run` as a child process, its own log captured."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = config.parent / "logship.stderr"
+        self.process = subprocess.Popen([sys.executable, "-m", "logship.cli", "run", "--config", str(config)],
+                                        stderr=open(self.log_path, "wb"), cwd=ROOT,
+                                        env={**os.environ, **(env or {})})
+
+    def log(self) -> list[dict[str, Any]]:
+        """The daemon's own log lines, parsed."""
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
+
+    def messages(self) -> list[str]:
+        """The `message` of each own log line."""
+        return [entry["message"] for entry in self.log()]
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def __enter__(self) -> RunningDaemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
