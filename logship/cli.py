@@ -86,8 +86,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Feed result messages from JSON lines through the pipeline to the outputs."""
+    from . import logs
     from .pipeline import Delivery, Pipeline
     config, formats = checked_config(args.config)
+    logs.setup(config.log.level)
     pipeline = Pipeline.build(config, formats)
     messages = rejected = 0
     try:

@@ -1,0 +1,126 @@
+"""The pipeline without a broker: routing, rendering, quarantine, failing outputs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import write_config
+from logship.config import load
+from logship.errors import OutputError
+from logship.pipeline import Delivery, Pipeline
+from logship.record import Source
+
+SAMPLES = Path(__file__).parent / "samples"
+
+ROUTES = """
+[[outputs]]
+name = "all"
+type = "file"
+path = "log/all.log"
+
+[[outputs]]
+name = "acme"
+type = "file"
+path = "log/acme.log"
+
+[[routes]]
+format = "mailerq"
+output = "all"
+
+[[routes]]
+format = "logfmt"
+output = "acme"
+when = "message.customer == 'acme' and record.outcome in ('bounced', 'expired')"
+
+[[routes]]
+format = "json"
+output = "acme"
+queues = ["retry"]
+"""
+
+
+class FakeSink:
+    """Keeps lines in memory; can be told to fail its flushes."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.lines, self.held, self.failing = name, [], [], False
+
+    def write(self, record: dict, line: str) -> None:
+        self.lines.append(line)
+
+    def flush(self) -> None:
+        if self.failing:
+            raise OutputError(f"{self.name}: disk full")
+        self.held, self.lines = self.held + self.lines, []
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def pipeline(workdir: Path) -> Pipeline:
+    """A pipeline over the config above with fake sinks."""
+    config = load(write_config(workdir, "amqp://localhost", ROUTES))
+    built = Pipeline.build(config)
+    built.sinks = {name: FakeSink(name) for name in built.sinks}
+    return built
+
+
+def delivery(name: str, queue: str = "results", **changes: object) -> Delivery:
+    """A sample as a delivery, with top-level fields changed."""
+    message = json.loads((SAMPLES / name).read_text())
+    message.update(changes)
+    return Delivery(json.dumps(message).encode(), Source(queue, "all", queue != "retry"))
+
+
+def test_routes_select_by_expression_and_queue(pipeline):
+    assert pipeline.handle(delivery("dns-failure.json", customer="acme"))
+    assert pipeline.handle(delivery("dns-failure.json", customer="globex"))
+    assert pipeline.handle(delivery("retry-queue-first-attempt.json", "retry"))
+    pipeline.flush()
+    assert len(pipeline.sinks["all"].held) == 3
+    acme = pipeline.sinks["acme"].held
+    assert acme[0].startswith("time=2026-11-27T08:00:01Z outcome=bounced")
+    assert json.loads(acme[1])["queue"] == "retry" and len(acme) == 2
+
+
+def test_an_undecodable_body_is_quarantined_raw_and_nothing_is_written(pipeline, workdir):
+    body = (SAMPLES / "not-json.txt").read_bytes()
+    assert not pipeline.handle(Delivery(body, Source("results")))
+    pipeline.flush()
+    kept = json.loads((workdir / "log" / "quarantine.jsonl").read_text())
+    assert kept["body"].encode() == body and kept["reason"].startswith("not JSON")
+    assert pipeline.sinks["all"].held == []
+
+
+def test_a_binary_body_is_quarantined_as_base64(pipeline, workdir):
+    assert not pipeline.handle(Delivery(b"\xff\xfe\x00junk", Source("results")))
+    pipeline.flush()
+    kept = json.loads((workdir / "log" / "quarantine.jsonl").read_text())
+    assert kept["body_base64"] == "//4AanVuaw=="
+
+
+def test_a_format_that_raises_quarantines_the_whole_message_and_writes_none_of_it(pipeline, workdir):
+    (workdir / "formats" / "logfmt.j2").write_text("{{ attempt.code // 0 }}")
+    from logship.formats import FormatSet
+    pipeline.formats = FormatSet.load(workdir / "formats")
+    assert not pipeline.handle(delivery("dns-failure.json", customer="acme"))
+    pipeline.flush()
+    assert pipeline.sinks["all"].held == [] and pipeline.sinks["acme"].held == []
+    kept = json.loads((workdir / "log" / "quarantine.jsonl").read_text())
+    assert "format 'logfmt': ZeroDivisionError" in kept["reason"]
+
+
+def test_a_failing_output_raises_on_flush_and_keeps_its_records(pipeline):
+    pipeline.handle(delivery("dns-failure.json"))
+    pipeline.sinks["all"].failing = True
+    with pytest.raises(OutputError, match="all: disk full"):
+        pipeline.flush()
+    pipeline.sinks["all"].failing = False
+    pipeline.flush()
+    assert len(pipeline.sinks["all"].held) == 1
