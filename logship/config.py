@@ -103,6 +103,39 @@ Output.variants["file"] = FileOutput
 
 
 @dataclass(frozen=True)
+class SyslogOutput(Output):
+    """Syslog messages to a receiver; every key is in README.md, "Syslog output"."""
+
+    address: str = "unix:///dev/log"    # udp://host:port, tcp://…, tls://…, unix:///path
+    protocol: Literal["rfc5424", "rfc3164"] = "rfc5424"
+    facility: str = "mail"
+    severities: dict[str, str] = field(default_factory=dict)  # outcome -> severity, over the table
+    hostname: str = ""                  # "" is this host's name
+    app_name: str = "logship"
+    procid: str = ""                    # "" is the daemon's pid
+    msgid: str = "{{ record.outcome }}"  # a template
+    structured_data: dict[str, dict[str, str]] = field(default_factory=dict)  # SD-ID -> name -> template
+    timestamp: Literal["attempt", "received"] = "attempt"
+    framing: Literal["octet-counting", "lf"] | None = None  # streams only; octet-counting by default
+    max_size: int | None = None         # bytes per message; default by transport
+    tls_ca: str | None = field(default=None, metadata=PATH)
+    tls_cert: str | None = field(default=None, metadata=PATH)
+    tls_key: str | None = field(default=None, metadata=PATH)
+    tls_verify: bool = True
+    tls_server_name: str | None = None
+    connect_timeout: float = 5.0
+    reconnect_max: float = 10.0         # cap of the reconnect backoff, seconds
+    flush_timeout: float = 0.1          # how long a flush waits for the sender before failing
+
+    def __post_init__(self) -> None:
+        from .syslog_message import check
+        check(self)
+
+
+Output.variants["syslog"] = SyslogOutput
+
+
+@dataclass(frozen=True)
 class Route:
     """Records in `format` to `output`, when `when` holds."""
 
@@ -110,6 +143,12 @@ class Route:
     output: str
     when: str | None = None
     queues: tuple[str, ...] | None = None
+    severity: str | None = None  # syslog outputs: this severity instead of the outcome's
+
+    def __post_init__(self) -> None:
+        from .syslog_wire import SEVERITIES
+        if self.severity is not None and self.severity not in SEVERITIES:
+            raise ValueError(f"severity: must be one of {', '.join(SEVERITIES)}, got {self.severity!r}")
 
 
 @dataclass(frozen=True)

@@ -92,12 +92,12 @@ class Pipeline:
         except RenderError as error:
             self._quarantine(delivery, str(error), message)
             return False
-        for output, record, line in lines:
-            self.sinks[output].write(record, line)
+        for output, record, line, route in lines:
+            self.sinks[output].write(record, line, route)
         return True
 
-    def render(self, batch: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], str]]:
-        """Every (output, record, line) the records make; all or nothing, so a replay is exact."""
+    def render(self, batch: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], str, Route]]:
+        """Every (output, record, line, route) the records make; all or nothing, so a replay is exact."""
         lines = []
         for record in batch:
             for router in self.routers:
@@ -110,7 +110,7 @@ class Pipeline:
                 fmt = self.formats.formats.get(name)
                 if fmt is None:
                     raise RenderError(name, "format not loaded")
-                lines.append((router.route.output, record, fmt.render(record)))
+                lines.append((router.route.output, record, fmt.render(record), router.route))
         return lines
 
     def _quarantine(self, delivery: Delivery, reason: str, message: dict[str, Any] | None = None) -> None:

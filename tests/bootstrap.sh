@@ -46,3 +46,21 @@ ensure_rabbitmq() {
         as_root rabbitmqctl -q await_startup --timeout 60 >/dev/null
     fi
 }
+
+# Debian's rsyslog and syslog-ng conflict as packages: both are unpacked side by side into
+# $RECEIVERS (apt-get download + dpkg -x, never installed), with the libraries they need.
+RECEIVERS="${LOGSHIP_RECEIVERS:-/var/cache/logship-test/receivers}"
+RECEIVER_PACKAGES="rsyslog rsyslog-openssl syslog-ng-core libestr0 libfastjson4 liblognorm5 libivykis0 libnet1 libpcre3"
+ensure_syslog_receivers() {
+    [ -x "$RECEIVERS/usr/sbin/rsyslogd" ] && [ -x "$RECEIVERS/usr/sbin/syslog-ng" ] && return
+    echo "== unpacking rsyslog and syslog-ng into $RECEIVERS"
+    as_root mkdir -p "$RECEIVERS.debs"
+    as_root chmod 0777 "$RECEIVERS.debs"  # apt's _apt user downloads into it
+    ( cd "$RECEIVERS.debs" && { apt-get download -q $RECEIVER_PACKAGES >/dev/null 2>&1 \
+        || { as_root apt-get update -q >/dev/null && apt-get download -q $RECEIVER_PACKAGES >/dev/null; }; } )
+    local staging="$RECEIVERS.tmp.$$"
+    as_root mkdir -p "$staging"
+    for deb in "$RECEIVERS.debs"/*.deb; do as_root dpkg -x "$deb" "$staging"; done
+    as_root rm -rf "$RECEIVERS"
+    as_root mv "$staging" "$RECEIVERS"  # atomic: a half-unpacked tree is never seen
+}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..config import FileOutput, Output
+from ..config import FileOutput, Output, Route, SyslogOutput
 
 
 class Sink(Protocol):
@@ -11,8 +11,8 @@ class Sink(Protocol):
 
     name: str
 
-    def write(self, record: dict[str, Any], line: str) -> None:
-        """Take one rendered record; may buffer. Never blocks for long."""
+    def write(self, record: dict[str, Any], line: str, route: Route | None = None) -> None:
+        """Take one rendered record (routed by `route`); may buffer. Never blocks for long."""
 
     def flush(self) -> None:
         """Make everything taken so far durable, or raise OutputError (the caller retries)."""
@@ -29,4 +29,7 @@ def build_sink(output: Output) -> Sink:
     if isinstance(output, FileOutput):
         from .file import FileSink
         return FileSink.from_config(output)
+    if isinstance(output, SyslogOutput):
+        from .syslog import SyslogSink
+        return SyslogSink.from_config(output)
     raise ValueError(f"no sink for output type {output.type!r}")

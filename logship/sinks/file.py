@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from ..config import FileOutput
+from ..config import FileOutput, Route
 from ..errors import OutputError
 
 
@@ -28,8 +28,8 @@ class FileSink:
         """A sink for a [[outputs]] table of type file."""
         return cls(output.name, output.path, output.sync, int(output.mode, 8), int(output.dir_mode, 8))
 
-    def write(self, record: dict[str, Any], line: str) -> None:
-        """Buffer one line until the next flush."""
+    def write(self, record: dict[str, Any], line: str, route: Route | None = None) -> None:
+        """Buffer one line until the next flush (the route does not matter to a file)."""
         self._lines.append(line)
 
     def flush(self) -> None:
