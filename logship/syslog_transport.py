@@ -10,8 +10,9 @@ from dataclasses import dataclass
 #: how long one socket operation may block before the sender looks at its flags again
 POLL = 0.5
 DEFAULT_PORTS = {"udp": 514, "tcp": 514, "tls": 6514}
-#: max_size defaults: RFC 5426 asks UDP receivers for 2048; rsyslog's default maxMessageSize is 8192
-DEFAULT_SIZES = {"udp": 2048, "tcp": 8192, "tls": 8192, "unix": 8192}
+#: max_size defaults: RFC 5426 asks UDP receivers for 2048; rsyslog's default maxMessageSize is 8096
+#: (a longer octet-counted frame is split into two messages there), syslog-ng's is 65536
+DEFAULT_SIZES = {"udp": 2048, "tcp": 8096, "tls": 8096, "unix": 8096}
 MAX_SIZES = {"udp": 65507, "tcp": 1 << 20, "tls": 1 << 20, "unix": 1 << 20}
 
 

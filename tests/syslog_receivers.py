@@ -114,20 +114,23 @@ class Receiver:
 class Rsyslog(Receiver):
     """rsyslogd with the given inputs; every message it parsed is a JSON line in `out`."""
 
-    def __init__(self, folder: Path, inputs: str, head: str = "") -> None:
+    def __init__(self, folder: Path, inputs: str, global_params: str = "") -> None:
         super().__init__(folder)
         self.socket = folder / "log.sock"
-        body = inputs.format(port=self.port, socket=self.socket, folder=folder)
-        (folder / "rsyslog.conf").write_text(
-            f'global(workDirectory="{folder}")\n{head}\n{body}\n' + RSYSLOG_TEMPLATE.replace("{out}", str(self.out)))
+        body = inputs.format(port=self.port, socket=self.socket)
+        (folder / "rsyslog.conf").write_text(f'global(workDirectory="{folder}" {global_params})\n{body}\n'
+                                             + RSYSLOG_TEMPLATE.replace("{out}", str(self.out)))
 
     def command(self) -> list[str]:
         return [str(RECEIVERS / "usr/sbin/rsyslogd"), "-n", "-f", str(self.folder / "rsyslog.conf"),
                 "-i", str(self.folder / "pid"), "-M", str(RECEIVERS / "usr/lib/x86_64-linux-gnu/rsyslog")]
 
     def received(self) -> list[dict[str, Any]]:
-        """What rsyslog parsed, one dict per message."""
-        return [json.loads(line) for line in self.lines()]
+        """What rsyslog parsed, one dict per message (STRUCTURED-DATA as a dict, parsed by mmpstrucdata)."""
+        messages = [json.loads(line) for line in self.lines()]
+        for message in messages:
+            message["sd"] = json.loads(message["sd"]) if message["sd"] else {}
+        return messages
 
 
 class SyslogNg(Receiver):
@@ -138,9 +141,10 @@ class SyslogNg(Receiver):
     def __init__(self, folder: Path, transport: str = "tcp") -> None:
         super().__init__(folder)
         self.internal = folder / "internal.log"
+        # a big receive buffer: UDP drops what does not fit, and the tests count every message
         (folder / "syslog-ng.conf").write_text(f"""@version: 3.38
 options {{ keep-hostname(yes); use-dns(no); dns-cache(no); stats-freq(0); log-msg-size(65536); }};
-source s_net {{ syslog(ip("127.0.0.1") port({self.port}) transport("{transport}")); }};
+source s_net {{ syslog(ip("127.0.0.1") port({self.port}) transport("{transport}") so-rcvbuf(4194304)); }};
 source s_internal {{ internal(); }};
 destination d_out {{ file("{self.out}" template("${{MSGID}} ${{MSG}}\\n")); }};
 destination d_internal {{ file("{self.internal}"); }};
@@ -164,3 +168,24 @@ log {{ source(s_internal); destination(d_internal); }};
                 continue
             found += [line for line in text.splitlines() if "Error processing log message" in line]
         return found
+
+
+def make_certificates(folder: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate, with openssl; and a CA nobody uses."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    for ca in ("ca", "other-ca"):
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=logship test {ca}",
+            "-keyout", f"{ca}.key", "-out", f"{ca}.pem")
+    (folder / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    (folder / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for who, subject in (("server", "/CN=localhost"), ("client", "/CN=logship client")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", f"{who}.key", "-out", f"{who}.csr")
+        run("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", f"{who}.ext", "-out", f"{who}.pem")
+    return {"ca": folder / "ca.pem", "other-ca": folder / "other-ca.pem",
+            "server": folder / "server.pem", "server-key": folder / "server.key",
+            "client": folder / "client.pem", "client-key": folder / "client.key"}
