@@ -144,28 +144,32 @@ def wire_size(message: dict) -> bytes:
             f'{message["msg"]}').encode()
 
 
-def test_a_restarted_receiver_loses_nothing_and_the_outage_is_logged_once(tmp_path, caplog):
+@pytest.mark.parametrize("inputs, scheme", [(TCP, "tcp"), (UNIX_5424, "unix")], ids=["tcp", "unix"])
+def test_a_restarted_receiver_loses_nothing_and_the_outage_is_logged_once(tmp_path, caplog, inputs, scheme):
     records = sample_records()
-    first = [(r, f"before {i}") for i, r in enumerate(records * 20)]
-    second = [(r, f"during {i}") for i, r in enumerate(records * 20)]
-    rsyslog = Rsyslog(tmp_path, TCP)
+    batches = {when: [(r, f"{when} {i}") for i, r in enumerate(records * 20)] for when in ("before", "during", "after")}
+    rsyslog = Rsyslog(tmp_path, inputs)
     rsyslog.start()
-    sink = SyslogSink.from_config(output(f"tcp://127.0.0.1:{rsyslog.port}", reconnect_max=0.5))
+    address = f"unix://{rsyslog.socket}" if scheme == "unix" else f"{scheme}://127.0.0.1:{rsyslog.port}"
+    sink = SyslogSink.from_config(output(address, reconnect_max=0.5))
     try:
         with caplog.at_level(logging.INFO, "logship"):
-            ship(sink, first)
-            wait_for(lambda: len(rsyslog.lines()) == len(first), what="the first messages")
+            ship(sink, batches["before"])
+            wait_for(lambda: len(rsyslog.lines()) == len(batches["before"]), what="the first messages")
             rsyslog.stop()
-            for record, line in second:
+            for record, line in batches["during"]:
                 sink.write(record, line)
             with pytest.raises(OutputError):
                 sink.flush()
             rsyslog.start()
             ship(sink, [])
+            sink.reopen()  # SIGHUP: a new connection, nothing lost either
+            ship(sink, batches["after"])
+            wait_for(lambda: len(rsyslog.lines()) >= 3 * len(batches["before"]), what="every message")
     finally:
         sink.close()
         rsyslog.stop()
-    assert sorted(m["msg"] for m in rsyslog.received()) == sorted(line for _r, line in first + second)
+    assert sorted(m["msg"] for m in rsyslog.received()) == sorted(line for b in batches.values() for _r, line in b)
     messages = [r.getMessage() for r in caplog.records]
     assert messages.count("syslog receiver unreachable; buffering and reconnecting") == 1
     assert messages.count("syslog receiver reachable again") == 1

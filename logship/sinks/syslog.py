@@ -18,6 +18,8 @@ log = logging.getLogger("logship")
 #: frames taken per turn of the sender; a stream gets them in one buffer, 64 KiB at a time
 BATCH = 256
 CHUNK = 1 << 16
+#: a flush waits at most this many flush_timeouts, and only while messages keep going out
+PATIENCE = 5
 
 
 class SyslogSink:
@@ -66,11 +68,19 @@ class SyslogSink:
             self._lock.notify_all()
 
     def flush(self) -> None:
-        """Return once everything written so far is handed over, or raise OutputError soon."""
+        """Return once everything written so far is handed over, or raise OutputError soon.
+
+        Waits flush_timeout; while the receiver keeps taking messages, up to PATIENCE times that,
+        so a busy receiver is not reported as a failed one.
+        """
         with self._lock:
             target = self._written
-            if self._lock.wait_for(lambda: self._sent >= target, timeout=self.flush_timeout):
-                return
+            for _ in range(PATIENCE):
+                before = self._sent
+                if self._lock.wait_for(lambda: self._sent >= target, timeout=self.flush_timeout):
+                    return
+                if self._sent == before:
+                    break
             waiting = self._written - self._sent
         why = self.last_error or "the receiver is not taking messages fast enough"
         raise OutputError(f"{self.name}: {waiting} syslog messages not yet sent to {self.transport.address}: {why}")
