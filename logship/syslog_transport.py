@@ -114,10 +114,32 @@ class Transport:
         if self.address.scheme != "tls":
             return sock
         try:
-            return self.context.wrap_socket(sock, server_hostname=self.server_name or self.address.host)  # type: ignore[union-attr]
+            tls = self.context.wrap_socket(sock, server_hostname=self.server_name or self.address.host)  # type: ignore[union-attr]
+            if tls.version() == "TLSv1.3":
+                self._await_verdict(tls)
+            return tls
         except BaseException:
             sock.close()
             raise
+
+    def _await_verdict(self, tls: ssl.SSLSocket) -> None:
+        """Wait briefly for the server's answer to our certificate, which TLS 1.3 sends after the handshake.
+
+        A server that rejects the client (no or an untrusted certificate) says so only then; messages
+        written before would be counted as handed over and lost. OpenSSL servers send their session
+        tickets once they accept the client, so the wait ends as soon as those arrive.
+        """
+        readable, _, _ = select.select([tls], [], [], min(self.connect_timeout, 1.0))
+        if not readable:
+            return  # a server that sends nothing: go ahead
+        tls.setblocking(False)
+        try:
+            if tls.recv(4096) == b"":
+                raise ConnectionResetError("the receiver closed the connection after the TLS handshake")
+        except ssl.SSLWantReadError:
+            pass  # session tickets: accepted
+        finally:
+            tls.settimeout(self.connect_timeout)
 
     def write(self, data: memoryview) -> int:
         """Send a datagram or part of a stream; 0 when the receiver is not taking data right now."""

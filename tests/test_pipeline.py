@@ -46,9 +46,11 @@ class FakeSink:
 
     def __init__(self, name: str) -> None:
         self.name, self.lines, self.held, self.failing = name, [], [], False
+        self.routes: list[object] = []
 
-    def write(self, record: dict, line: str) -> None:
+    def write(self, record: dict, line: str, route: object = None) -> None:
         self.lines.append(line)
+        self.routes.append(route)
 
     def flush(self) -> None:
         if self.failing:
@@ -87,6 +89,7 @@ def test_routes_select_by_expression_and_queue(pipeline):
     acme = pipeline.sinks["acme"].held
     assert acme[0].startswith("time=2026-11-27T08:00:01Z outcome=bounced")
     assert json.loads(acme[1])["queue"] == "retry" and len(acme) == 2
+    assert [r.format for r in pipeline.sinks["acme"].routes] == ["logfmt", "json"]  # the route reaches the sink
 
 
 def test_an_undecodable_body_is_quarantined_raw_and_nothing_is_written(pipeline, workdir):

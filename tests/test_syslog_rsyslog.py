@@ -101,15 +101,18 @@ def test_tls_verifies_the_receiver_and_presents_a_client_certificate(tmp_path, c
     assert parsed(received) == expected(items)
 
 
-def test_a_receiver_with_an_untrusted_certificate_gets_nothing_and_the_records_wait(tmp_path, certificates, caplog):
+@pytest.mark.parametrize("client, error", [("untrusted-server", "CERTIFICATE_VERIFY_FAILED"),
+                                           ("no-client-certificate", "CERTIFICATE_REQUIRED|closed")])
+def test_a_tls_connection_the_certificates_refuse_sends_nothing_and_the_records_wait(tmp_path, certificates, caplog,
+                                                                                    client, error):
     tls = (f'DefaultNetstreamDriverCAFile="{certificates["ca"]}" DefaultNetstreamDriverCertFile='
            f'"{certificates["server"]}" DefaultNetstreamDriverKeyFile="{certificates["server-key"]}"')
+    ca = certificates["other-ca" if client == "untrusted-server" else "ca"]
     items = rendered(sample_records()[:3], ("json",))
     with Rsyslog(tmp_path, TLS, tls) as rsyslog, caplog.at_level(logging.INFO, "logship"):
-        sink = SyslogSink.from_config(output(f"tls://127.0.0.1:{rsyslog.port}", tls_ca=str(certificates["other-ca"]),
-                                             reconnect_max=0.2))
+        sink = SyslogSink.from_config(output(f"tls://127.0.0.1:{rsyslog.port}", tls_ca=str(ca), reconnect_max=0.2))
         try:
-            with pytest.raises(OutputError, match="CERTIFICATE_VERIFY_FAILED"):
+            with pytest.raises(OutputError, match=error):
                 ship(sink, items, timeout=2)
             assert sink.buffered == 3
         finally:

@@ -171,3 +171,19 @@ def test_a_route_severity_must_be_a_syslog_severity(tmp_path):
         load(write(tmp_path, ISSUE_EXAMPLE, 'severity = "urgent"\n'))
     assert caught.value.key == "routes[0].severity"
     assert load(write(tmp_path, ISSUE_EXAMPLE, 'severity = "notice"\n')).routes[0].severity == "notice"
+
+
+def test_the_readme_syslog_example_loads_and_routes_severities(tmp_path):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Syslog output"):]
+    example = section[section.index("```toml") + 7:section.index("```", section.index("```toml") + 7)]
+    (tmp_path / "formats").mkdir()
+    for name in ("logfmt", "mailerq"):
+        (tmp_path / "formats" / f"{name}.j2").write_text("{{ message.recipient }}")
+    path = tmp_path / "logship.toml"
+    path.write_text('[[queues]]\nname = "results"\n' + example)
+    config = load(path)
+    syslog = config.output("syslog")
+    assert syslog.structured_data == {"delivery@32473": {"recipient": "{{ message.recipient }}",
+                                                         "status": "{{ attempt.status }}"}}
+    assert [r.severity for r in config.routes] == [None, "crit"]
