@@ -109,12 +109,12 @@ class SyslogOutput(Output):
     address: str = "unix:///dev/log"    # udp://host:port, tcp://…, tls://…, unix:///path
     protocol: Literal["rfc5424", "rfc3164"] = "rfc5424"
     facility: str = "mail"
-    severities: dict[str, str] = field(default_factory=dict)  # outcome -> severity, over the table
+    severities: dict[str, str] = field(default_factory=dict, hash=False)  # outcome -> severity
     hostname: str = ""                  # "" is this host's name
     app_name: str = "logship"
     procid: str = ""                    # "" is the daemon's pid
     msgid: str = "{{ record.outcome }}"  # a template
-    structured_data: dict[str, dict[str, str]] = field(default_factory=dict)  # SD-ID -> name -> template
+    structured_data: dict[str, dict[str, str]] = field(default_factory=dict, hash=False)  # SD-ID -> name -> template
     timestamp: Literal["attempt", "received"] = "attempt"
     framing: Literal["octet-counting", "lf"] | None = None  # streams only; octet-counting by default
     max_size: int | None = None         # bytes per message; default by transport

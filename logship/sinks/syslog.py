@@ -109,7 +109,7 @@ class SyslogSink:
                 self._send(batch)
                 delay = 0.1
                 self._recovered()
-            except OSError as error:
+            except Exception as error:  # OSError mostly; anything else must not kill the sender either
                 self._lost(error)
                 self._stopping.wait(delay)
                 delay = min(delay * 2, self.reconnect_max)
@@ -168,7 +168,7 @@ class SyslogSink:
         if self._stopping.is_set():
             raise InterruptedError("the output is closing")
 
-    def _lost(self, error: OSError) -> None:
+    def _lost(self, error: Exception) -> None:
         """Drop the connection; the first error of an outage goes to the daemon's log."""
         self.transport.close()
         self._connected = False
