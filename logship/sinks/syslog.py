@@ -1,6 +1,7 @@
 """Records as syslog messages: a buffer in front, a sender thread behind, nothing ever dropped."""
 from __future__ import annotations
 
+import bisect
 import collections
 import itertools
 import logging
@@ -138,7 +139,11 @@ class SyslogSink:
                 while not self.transport.write(memoryview(frame)):
                     self._check_stopping()
                 self._mark_sent(1)
-            return
+        else:
+            self._send_stream(batch)
+
+    def _send_stream(self, batch: list[bytes]) -> None:
+        """Write the frames as one buffer, CHUNK bytes at a time; a frame counts once wholly written."""
         data = memoryview(b"".join(batch))
         ends = list(itertools.accumulate(len(f) for f in batch))
         offset = done = 0
@@ -147,9 +152,7 @@ class SyslogSink:
             if not written:
                 self._check_stopping()
             offset += written
-            finished = done
-            while finished < len(ends) and ends[finished] <= offset:
-                finished += 1
+            finished = bisect.bisect_right(ends, offset)
             self._mark_sent(finished - done)
             done = finished
 
