@@ -38,3 +38,7 @@ class RenderError(LogshipError):
 
 class OutputError(LogshipError):
     """An output could not take or keep records (disk full, receiver gone)."""
+
+
+class RecordRefused(LogshipError):
+    """An output will never take this record (its path would leave the base folder)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .config import Config, Route
-from .errors import MessageError, OutputError, RenderError
+from .errors import MessageError, OutputError, RecordRefused, RenderError
 from .formats import FormatSet, compile_expression
 from .quarantine import Quarantine
 from .record import Source, decode, records
@@ -89,7 +89,7 @@ class Pipeline:
             return False
         try:
             lines = self.render(records(message, delivery.source, self.clock()))
-        except RenderError as error:
+        except (RenderError, RecordRefused) as error:
             self._quarantine(delivery, str(error), message)
             return False
         for output, record, line, route in lines:
@@ -111,7 +111,14 @@ class Pipeline:
                 if fmt is None:
                     raise RenderError(name, "format not loaded")
                 lines.append((router.route.output, record, fmt.render(record), router.route))
+                self._check(router.route.output, record)
         return lines
+
+    def _check(self, output: str, record: dict[str, Any]) -> None:
+        """Let the output refuse the record (RecordRefused) before anything of the message is written."""
+        check = getattr(self.sinks[output], "check", None)
+        if check is not None:
+            check(record)
 
     def _quarantine(self, delivery: Delivery, reason: str, message: dict[str, Any] | None = None) -> None:
         """Keep the raw delivery and say so in the daemon's own log."""

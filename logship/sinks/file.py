@@ -1,116 +1,164 @@
-"""Whole lines appended to a file: O_APPEND, batched writes, fdatasync before acks."""
+"""Whole lines appended to files: batched writes, fdatasync before acks, rotation, per-record paths."""
 from __future__ import annotations
 
-import errno
+import grp
 import os
+import pwd
 import time
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Callable
 
 from ..config import FileOutput, Route
-from ..errors import OutputError
+from ..errors import OutputError, RecordRefused
+from ..paths import PathTemplate, is_template
+from .logfile import LogFile, Ownership
+from .rotate import Compressor, RotatePolicy, parse_age, parse_size, pending, rotated_name
 
 
 class FileSink:
-    """Appends lines to one path; a failed write is cut back so no torn line remains."""
+    """Appends lines to one path, or to per-record paths under a base folder; rotates if asked."""
 
-    def __init__(self, name: str, path: str, sync: str | float = "batch",
-                 mode: int = 0o640, dir_mode: int = 0o750) -> None:
+    def __init__(self, name: str, path: str, sync: str | float = "batch", mode: int = 0o640,
+                 dir_mode: int = 0o750, *, uid: int = -1, gid: int = -1, rotate: RotatePolicy | None = None,
+                 max_open_files: int = 256, clock: Callable[[], float] = time.time) -> None:
         self.name, self.path, self.sync = name, path, sync
-        self.mode, self.dir_mode = mode, dir_mode
-        self.header: str | None = None  # written first into a file this sink starts
-        self._lines: list[str] = []
-        self._fd: int | None = None
-        self._unsynced = False
+        self.own = Ownership(mode, dir_mode, uid, gid)
+        self.rotate, self.max_open_files, self.clock = rotate, max_open_files, clock
+        self.template = PathTemplate(path) if is_template(path) else None
+        self.header: str | None = None  # written first into every file this sink starts
+        self._buffers: dict[str, list[str]] = {}
+        self._files: OrderedDict[str, LogFile] = OrderedDict()  # least recently used first
+        self._scanned: set[str] = set()
         self._last_sync = time.monotonic()
+        self.compressor = Compressor(name, clock) if rotate else None
 
     @classmethod
-    def from_config(cls, output: FileOutput) -> FileSink:
+    def from_config(cls, output: FileOutput, clock: Callable[[], float] = time.time) -> FileSink:
         """A sink for a [[outputs]] table of type file."""
-        return cls(output.name, output.path, output.sync, int(output.mode, 8), int(output.dir_mode, 8))
+        uid = pwd.getpwnam(output.owner).pw_uid if output.owner else -1
+        gid = grp.getgrnam(output.group).gr_gid if output.group else -1
+        return cls(output.name, output.path, output.sync, int(output.mode, 8), int(output.dir_mode, 8),
+                   uid=uid, gid=gid, rotate=policy(output), max_open_files=output.max_open_files, clock=clock)
+
+    def check(self, record: dict[str, Any]) -> str:
+        """The file `record` goes to; RecordRefused when its path would be unsafe (called before writing)."""
+        if self.template is None:
+            return self.path
+        try:
+            return self.template.render(record)
+        except RecordRefused as error:
+            raise RecordRefused(f"output {self.name!r}: {error}") from None
 
     def write(self, record: dict[str, Any], line: str, route: Route | None = None) -> None:
-        """Buffer one line until the next flush (the route does not matter to a file)."""
-        self._lines.append(line)
+        """Buffer one line for its file until the next flush (the route does not matter to a file)."""
+        self._buffers.setdefault(self.check(record), []).append(line)
 
     def flush(self) -> None:
-        """Write the buffered lines in one go and fdatasync as configured."""
-        if self._lines:
-            data = ("\n".join(self._lines) + "\n").encode("utf-8", "replace")
-            self._append(data)
-            self._lines.clear()
-            self._unsynced = True
-        if self._unsynced and self._sync_due():
+        """Write each file's buffered lines in one go, rotate when due, fdatasync as configured."""
+        failures = []
+        for path, lines in list(self._buffers.items()):
             try:
-                os.fdatasync(self._open())
-            except OSError as error:
-                raise OutputError(f"{self.path}: fdatasync failed: {error.strerror}") from None
-            self._unsynced = False
-            self._last_sync = time.monotonic()
+                self._append(path, ("\n".join(lines) + "\n").encode("utf-8", "replace"))
+                del self._buffers[path]
+            except OutputError as error:
+                failures.append(str(error))
+        try:
+            self._sync()
+        except OutputError as error:
+            failures.append(str(error))
+        if failures:
+            raise OutputError("; ".join(failures))
 
-    def _sync_due(self) -> bool:
-        """Whether this flush must fdatasync (see README: durability)."""
-        if self.sync == "batch":
-            return True
+    def _append(self, path: str, data: bytes) -> None:
+        """Append `data` to the file at `path`, rotating it first when it is due."""
+        file = self._file(path)
+        if self.rotate:
+            self._rotate_if_due(file, len(data))
+        file.append(data)
+
+    def _sync(self) -> None:
+        """fdatasync every file written since the last sync, when the policy says so (see README)."""
         if self.sync == "never":
-            self._unsynced = False
-            return False
-        return time.monotonic() - self._last_sync >= float(self.sync)
+            return
+        if self.sync != "batch" and time.monotonic() - self._last_sync < float(self.sync):
+            return
+        for file in self._files.values():
+            file.sync()
+        self._last_sync = time.monotonic()
 
-    def _append(self, data: bytes) -> None:
-        """Write all of `data` or, on failure, cut the file back to where it was."""
-        fd = self._open()
-        start = os.fstat(fd).st_size
-        if start == 0 and self.header:
-            data = self.header.encode("utf-8", "replace") + b"\n" + data
-        view = memoryview(data)
+    def _file(self, path: str) -> LogFile:
+        """The LogFile for `path`, most recently used; the least recently used closes past the cap."""
+        file = self._files.get(path)
+        if file is not None:
+            self._files.move_to_end(path)
+            return file
+        while len(self._files) >= self.max_open_files:
+            self._retire(next(iter(self._files)))
+        file = self._files[path] = LogFile(path, self.own, self.header)
+        if self.rotate and path not in self._scanned:
+            self._scanned.add(path)
+            for left in pending(path):  # rotated before a restart, not compressed yet
+                self.compressor.submit(path, left, self.rotate)  # type: ignore[union-attr]
+        return file
+
+    def _retire(self, path: str) -> None:
+        """Sync and close one open file to stay under max_open_files."""
+        file = self._files[path]
+        if self.sync != "never":
+            file.sync()  # raises OutputError and keeps the file when the sync fails
+        file.close()
+        del self._files[path]
+
+    def _rotate_if_due(self, file: LogFile, incoming: int) -> None:
+        """Rotate `file` before `incoming` more bytes when it is too big or its period is over."""
+        policy, now = self.rotate, self.clock()
+        assert policy is not None
+        file.open()  # the inode check: logrotate may have moved it already
+        if file.started is None:
+            file.started = now
+        if file.size == 0:
+            return
+        end = policy.period_end(file.started)
+        if (policy.size and file.size + incoming > policy.size) or (end is not None and now >= end):
+            self._rotate_now(file, policy, now)
+
+    def _rotate_now(self, file: LogFile, policy: RotatePolicy, now: float) -> None:
+        """Rename the file to its rotated name and hand it to the compressor; the next write starts anew."""
+        if self.sync != "never":
+            file.sync()
+        rotated = rotated_name(file.path, policy.stamp(now))
         try:
-            while view:
-                view = view[os.write(fd, view):]
+            os.rename(file.path, rotated)
         except OSError as error:
-            self._cut_back(fd, start)
-            raise OutputError(f"{self.path}: write failed: {error.strerror}") from None
-
-    def _cut_back(self, fd: int, size: int) -> None:
-        """Drop a partly written batch so the file ends with a whole line."""
-        try:
-            if os.fstat(fd).st_size > size:
-                os.ftruncate(fd, size)
-        except OSError:
-            pass  # the batch is retried anyway; a reopen starts clean
-
-    def _open(self) -> int:
-        """The open descriptor, reopened when logrotate moved the file away."""
-        if self._fd is not None and not self._same_file():
-            self.reopen()
-        if self._fd is None:
-            try:
-                os.makedirs(os.path.dirname(self.path) or ".", mode=self.dir_mode, exist_ok=True)
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, self.mode)
-            except OSError as error:
-                raise OutputError(f"{self.path}: cannot open: {error.strerror}") from None
-        return self._fd
-
-    def _same_file(self) -> bool:
-        """Whether the path still names the open file (the WatchedFileHandler check)."""
-        try:
-            on_disk = os.stat(self.path)
-        except FileNotFoundError:
-            return False
-        except OSError as error:
-            if error.errno == errno.ENOENT:
-                return False
-            return True
-        held = os.fstat(self._fd)  # type: ignore[arg-type]
-        return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+            raise OutputError(f"{file.path}: cannot rotate: {error.strerror}") from None
+        file.close()
+        file.started = None
+        self.compressor.submit(file.path, rotated, policy)  # type: ignore[union-attr]
 
     def reopen(self) -> None:
-        """Close the file; the next flush opens the path again."""
-        if self._fd is not None:
+        """Close every file (synced first); the next flush opens the paths again."""
+        for path in list(self._files):
             try:
-                os.close(self._fd)
-            finally:
-                self._fd = None
+                self._retire(path)
+            except OutputError:
+                pass  # kept open: the next flush syncs it again before any ack
 
     def close(self) -> None:
-        """Close the file."""
+        """Close every file and stop the compressor after its queued work."""
         self.reopen()
+        for file in self._files.values():
+            file.close()
+        self._files.clear()
+        if self.compressor:
+            self.compressor.close()
+
+
+def policy(output: FileOutput) -> RotatePolicy | None:
+    """The rotation policy of a file output, or None when it does not rotate."""
+    r = output.rotate
+    if r is None:
+        return None
+    return RotatePolicy(size=parse_size(r.size) if r.size is not None else None, every=r.every, at=r.at,
+                        local=r.timezone == "local", keep=r.keep,
+                        max_age=parse_age(r.max_age) if r.max_age is not None else None,
+                        compress=None if r.compress == "none" else r.compress)

@@ -1,0 +1,93 @@
+"""Per-record output paths: Jinja2 expressions and strftime codes, kept inside a base folder."""
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any, Callable
+
+from .errors import RecordRefused
+
+# `{{ expression }}` pieces of a path; everything else is literal text with strftime codes
+_EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.S)
+_STRFTIME = re.compile(r"%[a-zA-Z]")
+# C0 and C1 controls, DEL and the Unicode line separators: never part of a file name
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_MAX_SEGMENT = 255  # bytes: NAME_MAX on Linux file systems
+
+
+def is_template(path: str) -> bool:
+    """Whether a configured path depends on the record (expressions or strftime codes)."""
+    return "{{" in path or "{%" in path or bool(_STRFTIME.search(path))
+
+
+def split_base(path: str) -> tuple[str, str]:
+    """(base folder, templated rest): the base is every segment before the first templated one."""
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if is_template(part):
+            return os.path.normpath("/".join(parts[:i]) or "/"), "/".join(parts[i:])
+    raise ValueError(f"{path!r} is not a template")
+
+
+class PathTemplate:
+    """A templated path: `render(record)` gives a file path inside `base`, or raises RecordRefused."""
+
+    def __init__(self, path: str) -> None:
+        if "{%" in path:
+            raise ValueError("path: only {{ expressions }} may be used, not {% statements %}")
+        self.source = path
+        self.base, rest = split_base(path)
+        self._pieces = self._compile(rest)
+
+    @staticmethod
+    def _compile(rest: str) -> list[str | Callable[..., Any]]:
+        """Literal strings and compiled expressions, in order."""
+        from jinja2 import TemplateSyntaxError
+
+        from .formats import ENV
+        pieces: list[str | Callable[..., Any]] = []
+        position = 0
+        for match in _EXPRESSION.finditer(rest):
+            pieces.append(rest[position:match.start()])
+            try:
+                pieces.append(ENV.compile_expression(match.group(1), undefined_to_none=True))
+            except TemplateSyntaxError as error:
+                raise ValueError(f"path: invalid expression {match.group()!r}: {error.message}") from None
+            position = match.end()
+        pieces.append(rest[position:])
+        return [p for p in pieces if p != ""]
+
+    def render(self, record: dict[str, Any]) -> str:
+        """The file path for `record`; values are checked, strftime applies to literal text only."""
+        when = time.gmtime(float(record["record"].get("received_epoch") or 0))
+        text = []
+        for piece in self._pieces:
+            if isinstance(piece, str):
+                text.append(time.strftime(piece, when) if "%" in piece else piece)
+            else:
+                text.append(self._value(piece, record))
+        return os.path.join(self.base, check_relative("".join(text)))
+
+    def _value(self, expression: Callable[..., Any], record: dict[str, Any]) -> str:
+        """One expression's value as text; a failing expression refuses the record."""
+        try:
+            value = expression(**record)
+        except Exception as error:  # a user's expression may raise anything
+            raise RecordRefused(f"path {self.source!r}: expression failed: {type(error).__name__}: {error}") from None
+        return "" if value is None else str(value)
+
+
+def check_relative(path: str) -> str:
+    """`path` when it is a safe relative path; RecordRefused naming the problem otherwise."""
+    if path.startswith("/"):
+        raise RecordRefused(f"path {path!r} refused: absolute")
+    match = _CONTROL.search(path)
+    if match:
+        raise RecordRefused(f"path {path!r} refused: control character U+{ord(match.group()):04X}")
+    for segment in path.split("/"):
+        if segment in ("", ".", ".."):
+            raise RecordRefused(f"path {path!r} refused: segment {segment!r}")
+        if len(segment.encode("utf-8", "surrogatepass")) > _MAX_SEGMENT:
+            raise RecordRefused(f"path {path[:80]!r}... refused: a segment is longer than {_MAX_SEGMENT} bytes")
+    return path
