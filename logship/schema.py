@@ -55,6 +55,9 @@ def convert(hint: Any, value: Any, key: str, file: str, base: Path) -> Any:
     """Check `value` against the type `hint`, converting tables and arrays."""
     origin = get_origin(hint)
     if origin in (types.UnionType, typing.Union):
+        table_types = [o for o in get_args(hint) if dataclasses.is_dataclass(o)]
+        if isinstance(value, dict) and len(table_types) == 1:  # keep the inner key path in errors
+            return convert(table_types[0], value, key, file, base)
         errors = []
         for option in get_args(hint):
             try:

@@ -121,6 +121,8 @@ class FileSink:
         end = policy.period_end(file.started)
         if (policy.size and file.size + incoming > policy.size) or (end is not None and now >= end):
             self._rotate_now(file, policy, now)
+            file.open()
+            file.started = now
 
     def _rotate_now(self, file: LogFile, policy: RotatePolicy, now: float) -> None:
         """Rename the file to its rotated name and hand it to the compressor; the next write starts anew."""

@@ -75,28 +75,31 @@ class RotatePolicy:
 
 
 def rotated_name(path: str, stamp: str) -> str:
-    """A free name for `path` rotated at `stamp`: path.STAMP, or path.STAMP.N when taken."""
-    candidate, n = f"{path}.{stamp}", 0
-    while any(os.path.lexists(candidate + s) for s in ("", ".gz", ".zst")):
-        n += 1
-        candidate = f"{path}.{stamp}.{n}"
-    return candidate
+    """The name for `path` rotated at `stamp`: path.STAMP, or path.STAMP.N after the newest such name."""
+    taken = [_order(f)[1] for f in rotated_files(path) if _order(f)[0] == stamp]
+    return f"{path}.{stamp}" if not taken else f"{path}.{stamp}.{max(taken) + 1}"
+
+
+_ROTATED = re.compile(r"\.(\d{8}T\d{6}Z?)(?:\.(\d+))?(?:\.gz|\.zst)?$")
+
+
+def _order(rotated: str) -> tuple[str, int]:
+    """(stamp, sequence) of a rotated file's name: the order files were rotated in."""
+    match = _ROTATED.search(os.path.basename(rotated))
+    assert match is not None
+    return match.group(1), int(match.group(2) or 0)
 
 
 def rotated_files(path: str) -> list[str]:
     """The rotated files of `path`, oldest first (compressed or not)."""
     folder, base = os.path.split(path)
-    pattern = re.compile(re.escape(base) + r"\.(\d{8}T\d{6}Z?)(?:\.(\d+))?(?:\.gz|\.zst)?")
-    found = []
     try:
         names = os.listdir(folder or ".")
     except OSError:
         return []
-    for name in names:
-        match = pattern.fullmatch(name)
-        if match:
-            found.append(((match.group(1), int(match.group(2) or 0)), os.path.join(folder, name)))
-    return [p for _key, p in sorted(found)]
+    found = [os.path.join(folder, n) for n in names
+             if n.startswith(base) and _ROTATED.fullmatch(n[len(base):])]
+    return sorted(found, key=_order)
 
 
 class Compressor:
