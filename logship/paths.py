@@ -75,7 +75,10 @@ class PathTemplate:
             value = expression(**record)
         except Exception as error:  # a user's expression may raise anything
             raise RecordRefused(f"path {self.source!r}: expression failed: {type(error).__name__}: {error}") from None
-        return "" if value is None else str(value)
+        text = "" if value is None else str(value)
+        if not text:  # a missing field would name a hidden file (".log") or an empty segment
+            raise RecordRefused(f"path {self.source!r} refused: an expression is empty")
+        return text
 
 
 def check_relative(path: str) -> str:
