@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from ..errors import OutputError
 
 LOCK_WAIT = 5.0  # seconds a batch waits for a rotation holding the lock (copytruncate)
+# How long a vanished path is left to its rotator: logrotate renames, then creates the new file;
+# a file created by us in between would be renamed to NAME-DATE.backup by logrotate.
+MISSING_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class LogFile:
         self.size = 0            # bytes in the file after our last write
         self.started: float | None = None  # last write of a file found on disk; None: created here
         self.unsynced = False
+        self._missing_since: float | None = None
 
     def append(self, data: bytes) -> None:
         """Write all of `data` (after the header, in a new file) or cut the file back and raise."""
@@ -70,7 +74,7 @@ class LogFile:
 
     def open(self) -> int:
         """The open descriptor, reopened when logrotate moved the file away."""
-        if self.fd is not None and not self._same_file():
+        if self.fd is not None and self._moved():
             self.close()
         if self.fd is None:
             try:
@@ -100,14 +104,19 @@ class LogFile:
         self.started = None
         return fd
 
-    def _same_file(self) -> bool:
-        """Whether the path still names the open file (the WatchedFileHandler check)."""
+    def _moved(self) -> bool:
+        """Whether to let go of the open file: the path names another file, or none for a while."""
         try:
             on_disk = os.stat(self.path)
         except OSError as error:
-            return error.errno != errno.ENOENT
+            if error.errno != errno.ENOENT:
+                return False
+            now = time.monotonic()
+            self._missing_since = self._missing_since or now
+            return now - self._missing_since > MISSING_GRACE  # meanwhile the renamed file takes it
+        self._missing_since = None
         held = os.fstat(self.fd)  # type: ignore[arg-type]
-        return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+        return (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino)
 
     def _lock(self, fd: int) -> None:
         """A shared flock for the batch; the copytruncate snippet holds an exclusive one while it copies."""
@@ -134,7 +143,7 @@ class LogFile:
 
     def close(self) -> None:
         """Close the descriptor (unsynced data is the caller's business)."""
-        fd, self.fd = self.fd, None
+        fd, self.fd, self._missing_since = self.fd, None, None
         if fd is not None:
             os.close(fd)
 
