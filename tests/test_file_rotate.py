@@ -142,6 +142,18 @@ def test_a_rotated_file_left_uncompressed_by_a_restart_is_compressed_on_start(tm
     assert gzip.decompress((tmp_path / "d.log.20261128T000000Z.gz").read_bytes()) == b"left\n"
 
 
+def test_zstd_compression_round_trips(tmp_path):
+    import zstandard
+    sink = FileSink("t", str(tmp_path / "d.log"), rotate=RotatePolicy(size=600, compress="zstd"), clock=Clock())
+    write_lines(sink, 0, 30)
+    sink.close()
+    packed = [Path(p) for p in rotated_files(str(tmp_path / "d.log"))]
+    assert len(packed) == 2
+    lines = [zstandard.ZstdDecompressor().decompressobj().decompress(p.read_bytes()) for p in packed]
+    assert b"".join(lines) + (tmp_path / "d.log").read_bytes() == b"".join(
+        f"line {n:06d} {'x' * 40}\n".encode() for n in range(30))
+
+
 def test_compression_keeps_mode_and_times_and_removes_the_original(tmp_path):
     plain = tmp_path / "x.log.1"
     plain.write_bytes(b"a\n" * 1000)
