@@ -28,6 +28,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._hangup)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past a file size limit: EFBIG, not death
         log.info("started", extra={"config": self.config.file, "formats": self._versions(),
                                    "outputs": [o.name for o in self.config.outputs],
                                    "scopes": {q.name: q.scope for q in self.config.queues}})

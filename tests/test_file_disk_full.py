@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -57,6 +58,32 @@ def test_a_batch_that_does_not_fit_is_cut_back_to_the_last_whole_line(small_disk
     sink.close()
     lines = (small_disk / "out.log").read_text().splitlines()
     assert lines == ["first"] + [f"record {n:05d} " + "y" * 50 for n in range(2000)]
+
+
+EFBIG_CHILD = """
+import resource, signal, sys
+from logship.errors import OutputError
+from logship.sinks.file import FileSink
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+sink = FileSink("d", sys.argv[1])
+sink.write({}, "first")
+sink.flush()
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+for n in range(200):
+    sink.write({}, f"record {n:05d} " + "y" * 50)
+try:
+    sink.flush()
+except OutputError as error:
+    print(error)
+"""
+
+
+def test_a_file_size_limit_is_an_output_error_and_the_file_is_cut_back(tmp_path):
+    output = tmp_path / "out.log"
+    done = subprocess.run([sys.executable, "-c", EFBIG_CHILD, str(output)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "write failed: File too large" in done.stdout
+    assert output.read_bytes() == b"first\n"
 
 
 def test_the_daemon_stops_acking_on_a_full_disk_says_so_once_and_resumes_when_space_returns(
