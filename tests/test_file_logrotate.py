@@ -86,7 +86,7 @@ def every_line(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["create", "create-without-signal", "copytruncate"])
-def test_logrotate_forced_every_second_loses_and_duplicates_nothing(workdir, vhost_url, mode):
+def test_logrotate_forced_twice_a_second_under_load_loses_and_duplicates_nothing(workdir, vhost_url, mode):
     events = messages()
     expected = expected_attempts(events)
     (workdir / "formats" / "trace.j2").write_text(RECORD_FORMAT)
