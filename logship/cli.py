@@ -48,9 +48,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     formats = FormatSet.load(config.formats.dir)
     routers(config)
     for name, fmt in sorted(formats.formats.items()):
-        print(f"format {name}: ok ({fmt.path}, sha256 {fmt.digest})")
+        print(f"format {name}: ok ({fmt.path}, sha256 {fmt.digest}, modified {_modified(fmt.path)})")
     for error in formats.errors.values():
-        print(f"format error: {error}", file=sys.stderr)
+        # a running daemon keeps the last good version of such a file (README: live formats)
+        print(f"format error: {error} (a running daemon keeps its last good version)", file=sys.stderr)
     if formats.errors:
         return EXIT_CONFIG
     for queue in config.queues:
@@ -130,6 +131,13 @@ def _queue(config: Config, name: str) -> Queue:
     return next((q for q in config.queues if q.name == name), None) or scoped((Queue(name),))[0]
 
 
+def _modified(path: str) -> str:
+    """A file's modification time in UTC, ISO 8601: when this version of a format was saved."""
+    import os
+    import time
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.stat(path).st_mtime))
+
+
 def _open(name: str) -> IO[bytes]:
     """A file opened for binary reading; '-' is standard input."""
     return sys.stdin.buffer if name == "-" else open(name, "rb")
@@ -156,7 +164,8 @@ def parser() -> argparse.ArgumentParser:
 
     command("run", cmd_run, "consume the queues and write records (the daemon)",
             "Consume the configured queues, write one record per new attempt to the outputs, "
-            "acknowledge once they hold it. Stops cleanly on SIGTERM/SIGINT; SIGHUP reopens files.")
+            "acknowledge once they hold it. Stops cleanly on SIGTERM/SIGINT; SIGHUP reloads the config and formats and "
+            "reopens files; edited formats and config are reloaded on their own.")
     command("check", cmd_check, "validate the config and compile every format, offline",
             "Validate the config file and compile every format; exit 0 when all is well, "
             f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker.")

@@ -73,6 +73,7 @@ class Formats:
     """Where the formats live: NAME.j2 is the format called NAME."""
 
     dir: str = field(default="formats", metadata=PATH)
+    watch: bool = True  # reload when a format or the config file changes on disk (README: reload)
 
 
 @dataclass(frozen=True)
@@ -243,8 +244,13 @@ class Config:
         return next(o for o in self.outputs if o.name == name)
 
 
-def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
-    """Read, check and resolve the config file at `path`."""
+def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None,
+         require_formats: bool = True) -> Config:
+    """Read, check and resolve the config file at `path`.
+
+    A reload passes `require_formats=False`: a route whose format file is gone then stays,
+    and the pipeline skips it with a warning instead of the whole config being refused.
+    """
     file = str(path)
     try:
         with open(path, "rb") as f:
@@ -256,7 +262,7 @@ def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None) ->
     config = build(Config, table, "", file, Path(file).resolve().parent)
     config = replace(config, file=file, broker=_credentials(config.broker, file, environ or os.environ),
                      queues=scoped(config.queues))
-    check(config)
+    check(config, require_formats)
     return config
 
 
@@ -301,7 +307,7 @@ def _credentials(broker: Broker, file: str, environ: dict[str, str]) -> Broker:
     return replace(broker, url=url)
 
 
-def check(config: Config) -> None:
+def check(config: Config, require_formats: bool = True) -> None:
     """Cross-checks between sections: names unique, routes pointing at what exists."""
     file = config.file
     _unique(file, "queues", [q.name for q in config.queues])
@@ -314,7 +320,7 @@ def check(config: Config) -> None:
     for i, route in enumerate(config.routes):
         if route.output not in outputs:
             raise ConfigError(file, f"routes[{i}].output", f"no output called {route.output!r}")
-        if not (formats / f"{route.format}.j2").is_file():
+        if require_formats and not (formats / f"{route.format}.j2").is_file():
             raise ConfigError(file, f"routes[{i}].format", f"no format {route.format!r} ({formats / route.format}.j2 not found)")
         for queue in route.queues or ():
             if queue not in queues:

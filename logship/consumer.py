@@ -32,6 +32,7 @@ class Consumer:
         self.broker, self.queues, self.pipeline = broker, tuple(queues), pipeline
         self.on_tick, self.on_consuming = on_tick, on_consuming
         self.stopping = False
+        self._reconnect = False  # new broker settings: finish the batch, then connect anew
         self.connection: pika.BlockingConnection | None = None
         self._pending: list[tuple[int, bool]] = []   # (delivery tag, ack?) not yet settled
         self._first_pending = 0.0
@@ -61,6 +62,22 @@ class Consumer:
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, ack it and return (signal-safe)."""
         self.stopping = True
+        self.wake()
+
+    def reconfigure(self, broker: Broker, queues: Iterable[Queue]) -> bool:
+        """Take new settings; True when they need a new connection (made after this batch)."""
+        queues = tuple(queues)
+        old = (self.broker.url, self.broker.prefetch, self.broker.heartbeat, self.queues)
+        self.broker, self.queues = broker, queues
+        if old == (broker.url, broker.prefetch, broker.heartbeat, queues):
+            return False
+        log.info("broker settings changed; reconnecting after the batch in hand",
+                 extra={"broker": broker.display_url, "queues": [q.name for q in queues]})
+        self._reconnect = True
+        return True
+
+    def wake(self) -> None:
+        """Make the loop turn now rather than at its next timeout (thread-safe)."""
         connection = self.connection
         if connection is not None:
             try:
@@ -73,6 +90,7 @@ class Consumer:
         params = pika.URLParameters(self.broker.url)
         params.heartbeat = self.broker.heartbeat
         params.connection_attempts = 1
+        self._reconnect = False
         self.connection = connection = pika.BlockingConnection(params)
         channel = connection.channel()
         channel.basic_qos(prefetch_count=self.broker.prefetch)
@@ -86,7 +104,7 @@ class Consumer:
                                      "queues": [q.name for q in self.queues]})
         if self.on_consuming:
             self.on_consuming()
-        while not self.stopping:
+        while not (self.stopping or self._reconnect):
             connection.process_data_events(time_limit=self._wait())
             self._settle(channel, force=False)
             if self.on_tick:

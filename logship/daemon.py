@@ -1,27 +1,40 @@
-"""Wiring for `logship run`: config, formats, outputs, consumer, signals."""
+"""Wiring for `logship run`: config, formats, outputs, consumer, watcher, signals."""
 from __future__ import annotations
 
 import logging
 import signal
+import time
 from types import FrameType
 
+from . import reload as reloading
 from .config import Config, warnings
 from .consumer import Consumer
+from .errors import OutputError
 from .formats import FormatSet
 from .pipeline import Pipeline
+from .watch import Watcher, snapshot
 
 log = logging.getLogger("logship")
 
+RELOAD_RETRY = 1.0  # seconds between tries while an output being replaced cannot flush
+GONE_RECHECK = 0.5  # a format file missing at a reload is removed if still missing this much later
+
 
 class Daemon:
-    """One running logship: a pipeline fed by a consumer, steered by signals."""
+    """One running logship: a pipeline fed by a consumer, steered by signals and the watcher."""
 
     def __init__(self, config: Config) -> None:
+        on_disk = snapshot(config.file, config.formats.dir)  # before loading: no change slips by
         self.config = config
         self.formats = FormatSet.load(config.formats.dir)
         self.pipeline = Pipeline.build(config, self.formats)
         self.consumer = Consumer(config.broker, config.queues, self.pipeline, on_tick=self.tick)
+        self.watcher = Watcher(config.file, config.formats.dir, self.request_reload, initial=on_disk) \
+            if config.formats.watch else None
+        self.last_reload_error: str | None = None
         self._reopen = False
+        self._reload_at: float | None = None  # when to reload next (monotonic), None: not asked
+        self._gone: set[str] = set()  # live formats whose file was missing at the last reload
 
     def run(self) -> None:
         """Consume until SIGTERM or SIGINT, then flush, ack and close."""
@@ -29,23 +42,68 @@ class Daemon:
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._hangup)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past a file size limit: EFBIG, not death
-        log.info("started", extra={"config": self.config.file, "formats": self._versions(),
+        log.info("started", extra={"config": self.config.file, "formats": self.formats.versions(),
                                    "outputs": [o.name for o in self.config.outputs],
-                                   "scopes": {q.name: q.scope for q in self.config.queues}})
+                                   "scopes": {q.name: q.scope for q in self.config.queues},
+                                   "watching": self.watcher is not None})
         for warning in warnings(self.config):
             log.warning(warning)
+        if self.watcher:
+            self.watcher.start()
         try:
             self.consumer.run()
         finally:
+            if self.watcher:
+                self.watcher.stop()
             self.pipeline.close()
         log.info("stopped", extra={"acked": self.consumer.acked, "rejected": self.consumer.rejected})
 
     def tick(self) -> None:
-        """Called from the consumer's loop between deliveries."""
+        """Called from the consumer's loop between deliveries: reload and reopen happen here."""
+        if self._reload_at is not None and time.monotonic() >= self._reload_at \
+                and not (self.watcher and self.watcher.busy()):  # mid-save: the watcher calls again
+            self.reload()
         if self._reopen:
             self._reopen = False
             self.pipeline.reopen()
             log.info("outputs reopened")
+
+    def request_reload(self) -> None:
+        """Ask for a reload at the next tick (thread-safe: the watcher calls it)."""
+        self._reload_at = 0.0
+        self.consumer.wake()
+
+    def reload(self) -> bool:
+        """Re-read config and formats and swap in what is valid; True when all of it was.
+
+        Runs on the consumer's thread, between two deliveries. A broken format keeps its
+        running version, an invalid config keeps the running config; both count as failed.
+        """
+        self._reload_at = None
+        try:
+            config, errors = reloading.reload(self.pipeline, self._gone)
+        except OutputError as error:
+            log.error("reload waits: an output being replaced cannot flush", extra={"error": str(error)})
+            self._reload_at = time.monotonic() + RELOAD_RETRY
+            return self._reloaded([f"an output being replaced cannot flush: {error}"])
+        except Exception as error:  # a reload must never take the daemon down
+            log.exception("reload failed; the running setup stays")
+            return self._reloaded([f"{type(error).__name__}: {error}"])
+        if self.watcher and config.formats.dir != self.config.formats.dir:
+            self.watcher.retarget(config.formats.dir)
+        self.config, self.formats = config, self.pipeline.formats
+        self.consumer.reconfigure(config.broker, config.queues)
+        gone, self._gone = self._gone, reloading.missing(self.formats)
+        if self._gone - gone:  # look again once a delete-and-recreate save would be over
+            self._reload_at = time.monotonic() + GONE_RECHECK
+        return self._reloaded(errors)
+
+    def _reloaded(self, errors: list[str]) -> bool:
+        """Log the live versions after a reload; remember the last error for `check`-like reports."""
+        self.last_reload_error = "; ".join(errors) if errors else None
+        log.info("reloaded" if not errors else "reloaded with errors",
+                 extra={"ok": not errors, "formats": self.formats.versions(), "errors": errors})
+        return not errors
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: finish the batch in hand and exit."""
@@ -53,9 +111,6 @@ class Daemon:
         self.consumer.stop()
 
     def _hangup(self, _signum: int, _frame: FrameType | None) -> None:
-        """SIGHUP: reopen output files (after logrotate) at the next tick."""
+        """SIGHUP: reload config and formats and reopen output files, at the next tick."""
         self._reopen = True
-
-    def _versions(self) -> dict[str, str]:
-        """Each live format's content hash, for the log."""
-        return {name: f.digest for name, f in self.formats.formats.items()}
+        self._reload_at = 0.0

@@ -76,17 +76,22 @@ class Format:
         return one_line(text)
 
 
-def compile_format(path: Path) -> Format:
-    """Compile one format file; FormatError names the file and line."""
+def compile_format(path: Path, previous: Format | None = None) -> Format:
+    """Compile one format file (or keep `previous` if the text is the same); FormatError names file and line."""
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise FormatError(str(path), None, f"cannot read: {error}") from None
+    if not source.strip():
+        # an empty file is what a reader sees between an in-place save's truncate and its write
+        raise FormatError(str(path), None, "the format is empty")
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    if previous is not None and previous.digest == digest and previous.path == str(path):
+        return previous  # unchanged: keeps its load time, so the log shows when it really changed
     try:
         template = ENV.from_string(source)
     except TemplateSyntaxError as error:
         raise FormatError(str(path), error.lineno, error.message or "syntax error") from None
-    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     header = _HEADER.match(source)
     return Format(path.stem, str(path), template, digest, time.time(),
                   one_line(header.group(1)) if header else None)
@@ -97,6 +102,11 @@ def compile_expression(source: str) -> Callable[..., Any]:
     return ENV.compile_expression(source, undefined_to_none=False)
 
 
+def _iso(epoch: float) -> str:
+    """A UTC time to the second, ISO 8601."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
 class FormatSet:
     """The formats of one folder, by name, plus the files that failed to compile."""
 
@@ -105,18 +115,32 @@ class FormatSet:
 
     @classmethod
     def load(cls, folder: str | Path, previous: FormatSet | None = None) -> FormatSet:
-        """Compile every NAME.j2; a broken file keeps its previous good version, if any."""
+        """Compile every NAME.j2; a broken file keeps its previous good version, if any.
+
+        Hidden files are skipped: editors' lock files (`.#x.j2`) and ConfigMap internals.
+        A missing folder is an error that keeps every previous format, so a folder being
+        replaced never stops them all.
+        """
+        if not Path(folder).is_dir():
+            error = FormatError(str(folder), None, "the formats folder is missing")
+            return cls(str(folder), dict(previous.formats) if previous else {}, {"": error})
         formats: dict[str, Format] = {}
         errors: dict[str, FormatError] = {}
         for path in sorted(Path(folder).glob("*" + SUFFIX)):
+            if path.name.startswith("."):
+                continue
             old = previous.formats.get(path.stem) if previous else None
             try:
-                formats[path.stem] = compile_format(path)
+                formats[path.stem] = compile_format(path, old)
             except FormatError as error:
                 errors[path.stem] = error
                 if old is not None:
                     formats[path.stem] = old
         return cls(str(folder), formats, errors)
+
+    def versions(self) -> dict[str, str]:
+        """Each live format's content hash and load time, for the log."""
+        return {name: f"sha256 {f.digest} loaded {_iso(f.loaded)}" for name, f in sorted(self.formats.items())}
 
     def __contains__(self, name: str) -> bool:
         return name in self.formats

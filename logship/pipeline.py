@@ -63,6 +63,7 @@ class Pipeline:
         self.config, self.formats, self.sinks = config, formats, sinks
         self.quarantine, self.clock = quarantine, clock
         self.routers = routers(config)
+        self._missing: set[str] = set()  # formats routed to but not loaded, warned about once
         self._set_headers()
 
     def _set_headers(self) -> None:
@@ -109,7 +110,8 @@ class Pipeline:
                     raise RenderError(name, f"route `when` failed: {type(error).__name__}: {error}") from None
                 fmt = self.formats.formats.get(name)
                 if fmt is None:
-                    raise RenderError(name, "format not loaded")
+                    self._format_missing(router)
+                    continue
                 lines.append((router.route.output, record, fmt.render(record), router.route))
                 self._check(router.route.output, record)
         return lines
@@ -119,6 +121,33 @@ class Pipeline:
         check = getattr(self.sinks[output], "check", None)
         if check is not None:
             check(record)
+
+    def _format_missing(self, router: Router) -> None:
+        """A route whose format is gone (deleted) writes nothing; say so once, not per record."""
+        name = router.route.format
+        if name not in self._missing:
+            self._missing.add(name)
+            log.warning("format not loaded; its routes write nothing until it returns",
+                        extra={"format": name, "output": router.route.output})
+
+    def swap(self, config: Config, formats: FormatSet, ready: list[Router],
+             sinks: dict[str, Sink], quarantine: Quarantine) -> None:
+        """Put a new setup in place in one step, between two deliveries (reload).
+
+        Sinks and a quarantine that are not carried over are flushed first (an OutputError
+        leaves everything as it was) and closed after: records already written to them are
+        durable before the deliveries they came from are acked.
+        """
+        kept = {id(s) for s in [*sinks.values(), quarantine.sink]}
+        retired = [s for s in [*self.sinks.values(), self.quarantine.sink] if id(s) not in kept]
+        for sink in retired:
+            sink.flush()
+        self.config, self.formats, self.routers = config, formats, ready
+        self.sinks, self.quarantine = sinks, quarantine
+        self._missing &= {r.route.format for r in ready} - set(formats.formats)
+        self._set_headers()
+        for sink in retired:
+            sink.close()
 
     def _quarantine(self, delivery: Delivery, reason: str, message: dict[str, Any] | None = None) -> None:
         """Keep the raw delivery and say so in the daemon's own log."""
