@@ -84,7 +84,7 @@ class Daemon:
             config, errors = reloading.reload(self.pipeline, self._gone)
         except OutputError as error:
             log.error("reload waits: an output being replaced cannot flush", extra={"error": str(error)})
-            self._reload_at = time.monotonic() + RELOAD_RETRY
+            self._reload_later(RELOAD_RETRY)
             return self._reloaded([f"an output being replaced cannot flush: {error}"])
         except Exception as error:  # a reload must never take the daemon down
             log.exception("reload failed; the running setup stays")
@@ -95,8 +95,14 @@ class Daemon:
         self.consumer.reconfigure(config.broker, config.queues)
         gone, self._gone = self._gone, reloading.missing(self.formats)
         if self._gone - gone:  # look again once a delete-and-recreate save would be over
-            self._reload_at = time.monotonic() + GONE_RECHECK
+            self._reload_later(GONE_RECHECK)
         return self._reloaded(errors)
+
+    def _reload_later(self, seconds: float) -> None:
+        """Reload again in `seconds`, unless one is asked for sooner (the watcher, during this one)."""
+        later = time.monotonic() + seconds
+        if self._reload_at is None or self._reload_at > later:
+            self._reload_at = later
 
     def _reloaded(self, errors: list[str]) -> bool:
         """Log the live versions after a reload; remember the last error for `check`-like reports."""
