@@ -227,6 +227,31 @@ class Log:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    """The Prometheus endpoint (see README: Metrics); off unless `listen` is set."""
+
+    listen: str | None = None  # "127.0.0.1:9108", "[::1]:9108"
+
+    def __post_init__(self) -> None:
+        if self.listen is not None:
+            listen_address(self.listen)
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to listen on, or None when metrics are off."""
+        return None if self.listen is None else listen_address(self.listen)
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' as (host, port); ValueError naming the `listen` key."""
+    host, _, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"listen: {text!r} is not HOST:PORT (such as \"127.0.0.1:9108\")")
+    return host, int(port)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -237,6 +262,7 @@ class Config:
     routes: tuple[Route, ...] = ()
     quarantine: Quarantine = field(default_factory=Quarantine)
     log: Log = field(default_factory=Log)
+    metrics: Metrics = field(default_factory=Metrics)
     file: str = field(default="", compare=False)
 
     def output(self, name: str) -> Output:

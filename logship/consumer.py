@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from typing import Callable, Iterable
 
 import pika
@@ -34,13 +35,19 @@ class Consumer:
         self.stopping = False
         self._reconnect = False  # new broker settings: finish the batch, then connect anew
         self.connection: pika.BlockingConnection | None = None
-        self._pending: list[tuple[int, bool]] = []   # (delivery tag, ack?) not yet settled
+        self._pending: list[tuple[int, bool, str]] = []   # (delivery tag, ack?, queue) not yet settled
         self._first_pending = 0.0
         self._retry_at = 0.0
         self._output_backoff = 0.0
         self.output_error: str | None = None
         self.last_ack = time.monotonic()
         self.acked = self.rejected = 0
+        # for STATUS= and metrics: per (queue, received|acked|rejected), the last error (time, text)
+        self.deliveries: Counter[tuple[str, str]] = Counter()
+        self.last_error: tuple[float, str] | None = None
+        self.consuming = False
+        self.reconnects = 0
+        self.tick_interval = 1.0   # the longest the loop waits between on_tick calls
 
     def run(self) -> None:
         """Consume until stop(); reconnect with capped backoff whenever the broker goes away."""
@@ -52,6 +59,7 @@ class Consumer:
             except (*BROKER_ERRORS, ConsumerCancelled) as error:
                 if self.stopping:
                     break
+                self.last_error, self.reconnects = (time.time(), _describe(error)), self.reconnects + 1
                 log.warning("reconnecting to the broker",
                             extra={"error": _describe(error), "retry_in": round(delay, 1)})
                 self._close_quietly()
@@ -102,6 +110,7 @@ class Consumer:
             channel.basic_consume(queue.name, self._callback(channel, queue))
         log.info("consuming", extra={"broker": self.broker.display_url,
                                      "queues": [q.name for q in self.queues]})
+        self.consuming = True
         if self.on_consuming:
             self.on_consuming()
         while not (self.stopping or self._reconnect):
@@ -120,7 +129,8 @@ class Consumer:
             ok = self.pipeline.handle(delivery)
             if not self._pending:
                 self._first_pending = time.monotonic()
-            self._pending.append((method.delivery_tag, ok))  # type: ignore[attr-defined]
+            self._pending.append((method.delivery_tag, ok, queue.name))  # type: ignore[attr-defined]
+            self.deliveries[(queue.name, "received")] += 1
         return on_message
 
     def _on_cancel(self, frame: object) -> None:
@@ -130,9 +140,9 @@ class Consumer:
     def _wait(self) -> float:
         """How long the next poll may block: until the batch is due, at most a second."""
         if not self._pending:
-            return 1.0
+            return self.tick_interval
         due = max(self._first_pending + self.broker.batch_interval, self._retry_at)
-        return min(max(due - time.monotonic(), 0.0), 1.0)
+        return min(max(due - time.monotonic(), 0.0), self.tick_interval)
 
     def _settle(self, channel: object, force: bool) -> None:
         """Flush the outputs when the batch is due, then reject and ack what they hold."""
@@ -150,20 +160,27 @@ class Consumer:
         if self.output_error is not None:
             log.info("outputs recovered; acknowledging again", extra={"after_error": self.output_error})
             self.output_error, self._output_backoff = None, 0.0
-        for tag, ok in self._pending:
+        for tag, ok, _queue in self._pending:
             if not ok:
                 channel.basic_reject(tag, requeue=False)  # type: ignore[attr-defined]
-                self.rejected += 1
         channel.basic_ack(self._pending[-1][0], multiple=True)  # type: ignore[attr-defined]
-        self.acked += sum(1 for _tag, ok in self._pending if ok)
+        self._count_settled()
         self._pending.clear()
         self.last_ack = now
+
+    def _count_settled(self) -> None:
+        """Count the batch just settled, per queue and in total."""
+        for _tag, ok, queue in self._pending:
+            self.deliveries[(queue, "acked" if ok else "rejected")] += 1
+        rejected = sum(1 for _tag, ok, _queue in self._pending if not ok)
+        self.rejected += rejected
+        self.acked += len(self._pending) - rejected
 
     def _output_failed(self, error: str, now: float) -> None:
         """Stop acking, say so once, and try again after a capped backoff."""
         if self.output_error is None:
             log.error("an output failed; not acknowledging until it recovers", extra={"error": error})
-        self.output_error = error
+        self.output_error, self.last_error = error, (time.time(), error)
         self._output_backoff = min(max(self._output_backoff * 2, 0.1), 5.0)
         self._retry_at = now + self._output_backoff
 
@@ -180,11 +197,17 @@ class Consumer:
         """Close the connection if it is open; unacked deliveries return to their queues."""
         connection, self.connection = self.connection, None
         self._pending.clear()
+        self.consuming = False
         if connection is not None and connection.is_open:
             try:
                 connection.close()
             except BROKER_ERRORS:
                 pass
+
+    @property
+    def in_hand(self) -> int:
+        """Deliveries received and not yet acked or rejected."""
+        return len(self._pending)
 
     def _sleep(self, seconds: float) -> None:
         """Sleep in small steps so stop() is noticed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections import Counter
 from types import FrameType
 
 from . import reload as reloading
@@ -11,7 +12,9 @@ from .config import Config, warnings
 from .consumer import Consumer
 from .errors import OutputError
 from .formats import FormatSet
+from .metrics import Stats
 from .pipeline import Pipeline
+from .service import Service
 from .watch import Watcher, snapshot
 
 log = logging.getLogger("logship")
@@ -27,11 +30,14 @@ class Daemon:
         on_disk = snapshot(config.file, config.formats.dir)  # before loading: no change slips by
         self.config = config
         self.formats = FormatSet.load(config.formats.dir)
-        self.pipeline = Pipeline.build(config, self.formats)
+        self.pipeline = Pipeline.build(config, self.formats, stats=Stats())
         self.consumer = Consumer(config.broker, config.queues, self.pipeline, on_tick=self.tick)
         self.watcher = Watcher(config.file, config.formats.dir, self.request_reload, initial=on_disk) \
             if config.formats.watch else None
         self.last_reload_error: str | None = None
+        self.service = Service(self)  # sd_notify and metrics
+        self.consumer.on_consuming = self.service.consuming
+        self.reloads: Counter[str] = Counter()   # "ok" / "failed", for metrics
         self._reopen = False
         self._reload_at: float | None = None  # when to reload next (monotonic), None: not asked
         self._gone: set[str] = set()  # live formats whose file was missing at the last reload
@@ -51,22 +57,33 @@ class Daemon:
         if self.watcher:
             self.watcher.start()
         try:
+            self.service.start()
             self.consumer.run()
         finally:
             if self.watcher:
                 self.watcher.stop()
             self.pipeline.close()
+            self.service.close()
         log.info("stopped", extra={"acked": self.consumer.acked, "rejected": self.consumer.rejected})
 
     def tick(self) -> None:
         """Called from the consumer's loop between deliveries: reload and reopen happen here."""
-        if self._reload_at is not None and time.monotonic() >= self._reload_at \
-                and not (self.watcher and self.watcher.busy()):  # mid-save: the watcher calls again
-            self.reload()
+        due = self._reload_at is not None and time.monotonic() >= self._reload_at \
+            and not (self.watcher and self.watcher.busy())  # mid-save: the watcher calls again
+        if due or self._reopen:
+            self._reload_and_reopen(due)
+        self.service.tick()
+
+    def _reload_and_reopen(self, reload: bool) -> None:
+        """A reload and/or reopen between RELOADING=1 and READY=1 (systemd), counted for metrics."""
+        self.service.reloading()
+        ok = self.reload() if reload else True
         if self._reopen:
             self._reopen = False
             self.pipeline.reopen()
             log.info("outputs reopened")
+        self.reloads["ok" if ok else "failed"] += 1
+        self.service.reloaded()
 
     def request_reload(self) -> None:
         """Ask for a reload at the next tick (thread-safe: the watcher calls it)."""
@@ -114,6 +131,7 @@ class Daemon:
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: finish the batch in hand and exit."""
         log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        self.service.stopping()
         self.consumer.stop()
 
     def _hangup(self, _signum: int, _frame: FrameType | None) -> None:

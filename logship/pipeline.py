@@ -9,6 +9,7 @@ from typing import Any, Callable
 from .config import Config, Route
 from .errors import MessageError, OutputError, RecordRefused, RenderError
 from .formats import FormatSet, compile_expression
+from .metrics import Stats
 from .quarantine import Quarantine
 from .record import Source, decode, records
 from .sinks import Sink, build_sink
@@ -59,9 +60,11 @@ class Pipeline:
     """Decodes, routes, renders and writes; `flush` makes it durable."""
 
     def __init__(self, config: Config, formats: FormatSet, sinks: dict[str, Sink],
-                 quarantine: Quarantine, clock: Callable[[], float] = time.time) -> None:
+                 quarantine: Quarantine, clock: Callable[[], float] = time.time,
+                 stats: Stats | None = None) -> None:
         self.config, self.formats, self.sinks = config, formats, sinks
         self.quarantine, self.clock = quarantine, clock
+        self.stats = stats or Stats()  # passed in so counts survive a rebuilt pipeline
         self.routers = routers(config)
         self._missing: set[str] = set()  # formats routed to but not loaded, warned about once
         self._set_headers()
@@ -75,11 +78,11 @@ class Pipeline:
                 sink.header = headers.pop()
 
     @classmethod
-    def build(cls, config: Config, formats: FormatSet | None = None) -> Pipeline:
+    def build(cls, config: Config, formats: FormatSet | None = None, stats: Stats | None = None) -> Pipeline:
         """A pipeline with a sink for every configured output."""
         sinks = {o.name: build_sink(o) for o in config.outputs}
         return cls(config, formats or FormatSet.load(config.formats.dir), sinks,
-                   Quarantine(config.quarantine.path))
+                   Quarantine(config.quarantine.path), stats=stats)
 
     def handle(self, delivery: Delivery) -> bool:
         """Write the delivery's records; False when it was quarantined and must be rejected."""
@@ -91,10 +94,13 @@ class Pipeline:
         try:
             lines = self.render(records(message, delivery.source, self.clock()))
         except (RenderError, RecordRefused) as error:
+            if isinstance(error, RenderError):
+                self.stats.render_errors[error.format_name] += 1
             self._quarantine(delivery, str(error), message)
             return False
         for output, record, line, route in lines:
             self.sinks[output].write(record, line, route)
+            self.stats.buffered[(output, route.format)] += 1
         return True
 
     def render(self, batch: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], str, Route]]:
@@ -156,14 +162,16 @@ class Pipeline:
             identity["recipient"] = str(message.get("recipient", ""))[:200]
             identity["envelope"] = str(message.get("envelope", ""))[:200]
         log.warning("message quarantined", extra={"reason": reason, **identity})
+        self.stats.quarantined[delivery.source.queue] += 1
         self.quarantine.keep(delivery.body, delivery.source, reason, delivery.content_encoding)
 
     def flush(self) -> None:
         """Flush every sink and the quarantine; raise OutputError naming what failed."""
         failures = []
-        for sink in [*self.sinks.values(), self.quarantine.sink]:
+        for name, sink in [*self.sinks.items(), ("quarantine", self.quarantine.sink)]:
             try:
                 sink.flush()
+                self.stats.flushed(name)
             except OutputError as error:
                 failures.append(str(error))
         if failures:
