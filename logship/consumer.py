@@ -115,6 +115,8 @@ class Consumer:
             self.on_consuming()
         while not (self.stopping or self._reconnect):
             connection.process_data_events(time_limit=self._wait())
+            if channel.is_closed:  # the broker closed it (a protocol error): its deliveries are requeued
+                raise pika.exceptions.ChannelWrongStateError("the broker closed the channel")
             self._settle(channel, force=False)
             if self.on_tick:
                 self.on_tick()
@@ -163,7 +165,10 @@ class Consumer:
         for tag, ok, _queue in self._pending:
             if not ok:
                 channel.basic_reject(tag, requeue=False)  # type: ignore[attr-defined]
-        channel.basic_ack(self._pending[-1][0], multiple=True)  # type: ignore[attr-defined]
+        # ack up to the last good tag: acking a tag already rejected is a channel error
+        good = [tag for tag, ok, _queue in self._pending if ok]
+        if good:
+            channel.basic_ack(good[-1], multiple=True)  # type: ignore[attr-defined]
         self._count_settled()
         self._pending.clear()
         self.last_ack = now

@@ -1,0 +1,107 @@
+"""The Prometheus endpoint scraped while the real daemon consumes from the test node."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from helpers import (RunningDaemon, expected_attempts, line_count, publish, queue_depth, traffic, wait_for,
+                     write_config)
+from logship.config import load
+from logship.errors import ConfigError
+
+SAMPLES = Path(__file__).parent / "samples"
+# One JSON line per record; the recipient "boom@..." makes it fail, to count render errors.
+TRACE = ('{% if message.recipient.startswith("boom@") %}{{ 1 // 0 }}{% endif %}'
+         '{{ {"recipient": message.recipient, "attempt": record.attempt_number} | json }}\n')
+OUTPUT = """
+[[outputs]]
+name = "all"
+type = "file"
+path = "log/all.jsonl"
+
+[[routes]]
+format = "trace"
+output = "all"
+"""
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the endpoint: (name, sorted labels) -> value."""
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def metrics_url(daemon: RunningDaemon) -> str:
+    """The URL the daemon says it serves metrics on (it listens on port 0: a free one)."""
+    wait_for(lambda: "metrics listening" in daemon.messages(), timeout=30, what="the metrics server")
+    return next(e["url"] for e in daemon.log() if e["message"] == "metrics listening")
+
+
+def test_a_bad_listen_address_is_a_config_error_naming_the_key(tmp_path):
+    config = write_config(tmp_path, "amqp://localhost/", '[metrics]\nlisten = "localhost"\n')
+    with pytest.raises(ConfigError, match="metrics.listen"):
+        load(config)
+
+
+def test_metrics_are_off_unless_listen_is_set(workdir):
+    routes = '[[outputs]]\nname = "all"\ntype = "file"\npath = "all.log"\n[[routes]]\nformat = "json"\noutput = "all"\n'
+    config = write_config(workdir, "amqp://localhost/", routes)
+    assert load(config, {}).metrics.address is None
+    config.write_text(config.read_text() + '\n[metrics]\nlisten = "[::1]:9108"\n')
+    assert load(config, {}).metrics.address == ("::1", 9108)
+
+
+@pytest.mark.broker
+def test_counters_scraped_during_a_run_match_what_was_published_and_written(workdir, vhost_url):
+    events = traffic(2500, seed=5)
+    boom = json.loads((SAMPLES / "dns-failure.json").read_text())
+    bad = [{"queue": "results", "body": {**boom, "recipient": f"boom@{i}.example"}} for i in range(2)]
+    bad.append({"queue": "results", "body": (SAMPLES / "not-json.txt").read_bytes()})
+    published = Counter(e["queue"] for e in events)
+    (workdir / "formats" / "trace.j2").write_text(TRACE)
+    config = write_config(workdir, vhost_url, OUTPUT + '\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    config.write_text(config.read_text().replace("prefetch = 1000", "prefetch = 100\nbatch_size = 20"))
+    output = workdir / "log" / "all.jsonl"
+    expected = len(expected_attempts(events))
+    publish(vhost_url, events + bad)
+    with RunningDaemon(config) as daemon:
+        url = metrics_url(daemon)
+        seen = [0.0]  # the written counter, scraped mid-stream
+        deadline = time.monotonic() + 60
+        while seen[-1] < expected and time.monotonic() < deadline:
+            seen.append(scrape(url)[("logship_records_written_total", (("format", "trace"), ("output", "all")))])
+            assert seen[-1] <= line_count(output), "a record counted before it was in the file"
+        assert len(set(seen)) >= 3 and seen == sorted(seen), seen
+        wait_for(lambda: queue_depth(vhost_url, "results") + queue_depth(vhost_url, "retry") == 0,
+                 timeout=10, what="the broker to count the acks")
+        wait_for(lambda: scrape(url)[("logship_unacked_deliveries", ())] == 0, what="everything settled")
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "outputs reopened" in daemon.messages(), what="the reload")
+        final = scrape(url)
+        assert daemon.stop() == 0
+    lines = line_count(output)
+    assert lines == expected > 2500
+    assert final[("logship_records_written_total", (("format", "trace"), ("output", "all")))] == lines
+
+    def deliveries(queue: str, outcome: str) -> float:
+        return final[("logship_deliveries_total", (("outcome", outcome), ("queue", queue)))]
+
+    assert deliveries("results", "acked") == published["results"]
+    assert deliveries("retry", "acked") == published["retry"]
+    assert deliveries("results", "rejected") == deliveries("results", "quarantined") == 3
+    assert deliveries("retry", "rejected") == deliveries("retry", "quarantined") == 0
+    assert final[("logship_deliveries_received_total", (("queue", "results"),))] == published["results"] + 3
+    assert final[("logship_render_errors_total", (("format", "trace"),))] == 2
+    assert final[("logship_reloads_total", (("outcome", "ok"),))] == 1
+    assert final[("logship_broker_connected", ())] == 1
+    assert final[("logship_output_backlog_records", (("output", "all"),))] == 0
+    assert 0 <= final[("logship_seconds_since_last_ack", ())] < 30
+    assert final[("logship_broker_reconnects_total", ())] == 0
