@@ -29,7 +29,7 @@ def remaining(url: str) -> int:
 
 
 @pytest.mark.broker
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_mid_stream_acks_exactly_what_was_written(workdir, vhost_url, signum):
     events = traffic(6000, seed=3)
     published = publish(vhost_url, events)
