@@ -5,6 +5,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from .errors import LogshipError
 from .notify import Notifier, default
 
 if TYPE_CHECKING:
@@ -36,7 +37,10 @@ class Service:
         address = self.daemon.config.metrics.address
         if address is not None:
             from .metrics import MetricsServer
-            self.metrics = MetricsServer(self.daemon, *address)
+            try:
+                self.metrics = MetricsServer(self.daemon, *address)
+            except OSError as error:
+                raise LogshipError(f"metrics: cannot listen on {_netloc(*address)}: {error.strerror}") from None
             host, port = self.metrics.address
             log.info("metrics listening", extra={"url": f"http://{_netloc(host, port)}/metrics"})
         self.notifier.status("connecting to the broker")

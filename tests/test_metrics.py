@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -57,6 +60,20 @@ def test_metrics_are_off_unless_listen_is_set(workdir):
     assert load(config, {}).metrics.address is None
     config.write_text(config.read_text() + '\n[metrics]\nlisten = "[::1]:9108"\n')
     assert load(config, {}).metrics.address == ("::1", 9108)
+
+
+def test_a_taken_metrics_port_is_a_clear_error_not_a_traceback(workdir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (workdir / "formats" / "trace.j2").write_text(TRACE)
+        config = write_config(workdir, "amqp://127.0.0.1:1/", OUTPUT + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        result = subprocess.run([sys.executable, "-m", "logship.cli", "run", "--config", str(config)],
+                                capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"logship: metrics: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.broker
