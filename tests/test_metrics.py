@@ -122,3 +122,18 @@ def test_counters_scraped_during_a_run_match_what_was_published_and_written(work
     assert final[("logship_output_backlog_records", (("output", "all"),))] == 0
     assert 0 <= final[("logship_seconds_since_last_ack", ())] < 30
     assert final[("logship_broker_reconnects_total", ())] == 0
+
+
+@pytest.mark.broker
+def test_a_format_broken_on_disk_counts_as_a_failed_reload_and_a_fixed_one_as_ok(workdir, vhost_url):
+    (workdir / "formats" / "trace.j2").write_text(TRACE)
+    config = write_config(workdir, vhost_url, OUTPUT + '\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    with RunningDaemon(config) as daemon:
+        url = metrics_url(daemon)
+        wait_for(lambda: scrape(url)[("logship_broker_connected", ())] == 1, what="consuming")
+        (workdir / "formats" / "trace.j2").write_text("{{ broken")  # the watcher reloads on its own
+        wait_for(lambda: scrape(url)[("logship_reloads_total", (("outcome", "failed"),))] == 1,
+                 what="a failed reload")
+        (workdir / "formats" / "trace.j2").write_text(TRACE + " ")
+        wait_for(lambda: scrape(url)[("logship_reloads_total", (("outcome", "ok"),))] == 1, what="an ok reload")
+        assert daemon.stop() == 0
