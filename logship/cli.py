@@ -92,11 +92,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config, formats = checked_config(args.config)
     logs.setup(config.log.level)
     pipeline = Pipeline.build(config, formats)
+    sources: dict[str, Source] = {}
     messages = rejected = 0
     try:
         for body, queue_name in _lines(args.file, args.queue):
-            queue = _queue(config, queue_name)
-            source = Source(queue.name, queue.scope or "all", queue.final)
+            source = sources.get(queue_name)
+            if source is None:
+                queue = _queue(config, queue_name)
+                source = sources[queue_name] = Source(queue.name, queue.scope or "all", queue.final)
             if not pipeline.handle(Delivery(body, source)):
                 rejected += 1
             messages += 1

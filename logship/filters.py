@@ -32,7 +32,9 @@ def _default(value: Any) -> Any:
 
 def to_json(value: Any) -> str:
     """Any value as JSON (a missing field is null); control characters escaped."""
-    return orjson.dumps(_plain(value), default=_default).decode()
+    if isinstance(value, Undefined):  # _plain() inlined: this runs for every field of a record
+        return "null"
+    return orjson.dumps(value, default=_default).decode()
 
 
 def logfmt(value: Any) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import FormatError, RenderError
@@ -45,15 +46,35 @@ def _finalize(value: Any) -> Any:
     return value
 
 
-def environment() -> ImmutableSandboxedEnvironment:
+# A plain dict has no attributes but dict's own (no __dict__, no slots), so for any other
+# name the sandbox's getattr() would fail, catch AttributeError and fall back to obj[name].
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with a fast path for a key of a plain dict (all JSON yields)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`obj.attribute`: a plain dict's key directly; everything else the checked way."""
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
+def environment() -> Sandbox:
     """The sandbox every format and route filter runs in: immutable, no autoescape."""
-    env = ImmutableSandboxedEnvironment(autoescape=False, undefined=ChainableUndefined,
+    env = Sandbox(autoescape=False, undefined=ChainableUndefined,
                                         finalize=_finalize, keep_trailing_newline=False)
     env.filters.update(FILTERS)
     return env
 
 
 ENV = environment()
+# Formats are compiled without globals of their own, so every template's are ENV's.
+_GLOBALS = dict(ENV.globals)
 
 
 @dataclass(frozen=True)
@@ -69,8 +90,12 @@ class Format:
 
     def render(self, record: dict[str, Any]) -> str:
         """The record as one line (no newline at the end)."""
+        # What Template.render does, minus copying the template's globals out of a ChainMap
+        # for every record (a third of the dispatch cost): they are a plain dict here.
+        template = self.template
         try:
-            text = self.template.render(record)
+            context = Context(ENV, {**_GLOBALS, **record}, self.name, template.blocks)
+            text = "".join(template.root_render_func(context))
         except Exception as error:  # a user's template may raise anything
             raise RenderError(self.name, f"{type(error).__name__}: {error}") from None
         return one_line(text)

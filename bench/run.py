@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""logship against its peers, side by side, in alternating rounds; see README "Performance".
+
+Use bench/run (it installs what is missing and uses the checkout's .venv) rather than this file.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import measure
+from measure import BENCH, LOGSHIP, PEERS, PYTHON, BenchError, Broker, Daemon, Tail
+
+TARGETS = {  # ratio of logship's median rate to the peer's, at least
+    ("end to end", "naive"): 1.0, ("end to end", "null"): 0.6,
+    ("replay", "naive replay"): 0.7, ("replay", "jq"): 1.0,
+}
+
+
+def write_config(work: Path, name: str, url: str, queue: str, fmt: str) -> Path:
+    """A config for one section: the bench queue in, one file output through `fmt` out."""
+    path = work / f"{name}.toml"
+    path.write_text(f"""[broker]
+url = "{url}"
+prefetch = 1000
+
+[[queues]]
+name = "{queue}"
+role = "results"
+
+[formats]
+dir = "{BENCH / 'formats'}"
+
+[[outputs]]
+name = "{name}"
+type = "file"
+path = "{work / 'out' / name}.jsonl"   # sync = "batch" (the default): fdatasync before each ack
+
+[[routes]]
+format = "{fmt}"
+output = "{name}"
+
+[quarantine]
+path = "{work / 'out' / 'quarantine'}.jsonl"
+
+[log]
+level = "info"
+""")
+    return path
+
+
+def replay_rounds(args: argparse.Namespace, work: Path, corpus: Path, reference) -> dict[str, list[float]]:
+    """logship replay, the naive replay peer and jq, each from the corpus file to a file."""
+    out = work / "out"
+    config = write_config(work, "replay", args.url, args.queue, "reference")
+    contenders = {
+        "logship replay": (lambda: measure.wall_seconds([LOGSHIP, "replay", "-c", str(config), str(corpus)]),
+                           out / "replay.jsonl"),
+        "naive replay": (lambda: measure.wall_seconds([PYTHON, str(PEERS / "peer_consumer.py"), "replay",
+                                                       str(corpus), str(out / "naive-replay.jsonl")]),
+                         out / "naive-replay.jsonl"),
+        "jq": (lambda: measure.wall_seconds(["jq", "-c", "-f", str(PEERS / "reference.jq"), str(corpus)],
+                                            out / "jq.jsonl"), out / "jq.jsonl"),
+    }
+    return alternate(args.rounds, contenders, reference, args.messages)
+
+
+def e2e_rounds(args: argparse.Namespace, work: Path, corpus: Path, reference,
+               expected: int, rss: list[float]) -> dict[str, list[float]]:
+    """logship run and the null and naive peers, each draining the same loaded queue."""
+    out, broker = work / "out", Broker(args.url, args.queue)
+    config = write_config(work, "e2e", args.url, args.queue, "reference")
+    peer = [PYTHON, str(PEERS / "peer_consumer.py")]
+
+    def loaded(run):
+        def go() -> float:
+            broker.load(corpus)
+            seconds = run()
+            if broker.depth() != 0:
+                raise BenchError(f"{broker.depth()} messages left unacknowledged in {broker.queue}")
+            return seconds
+        return go
+
+    def logship() -> float:
+        seconds, peak = logship_e2e(config, out / "e2e.jsonl", expected)
+        rss.append(peak)
+        return seconds
+
+    contenders = {
+        "logship run": (loaded(logship), out / "e2e.jsonl"),
+        "null": (loaded(lambda: measure.peer_seconds([*peer, "null", args.url, args.queue, str(args.messages)])),
+                 None),
+        "naive": (loaded(lambda: measure.peer_seconds([*peer, "naive", args.url, args.queue, str(args.messages),
+                                                       str(out / "naive.jsonl")])), out / "naive.jsonl"),
+    }
+    return alternate(args.rounds, contenders, reference, args.messages)
+
+
+def logship_e2e(config: Path, output: Path, expected: int) -> tuple[float, float]:
+    """Seconds from the daemon's `consuming` to the last record in the file; its peak RSS."""
+    output.unlink(missing_ok=True)
+    daemon = Daemon(config)
+    start = daemon.wait_consuming()
+    tail, seen = Tail(output), 0
+    while seen < expected:
+        if not daemon.alive() or time.perf_counter() - start > 600:
+            daemon.stop()
+            raise BenchError(f"logship wrote {seen} of {expected} records")
+        time.sleep(0.002)
+        seen += tail.count()
+    seconds = time.perf_counter() - start
+    peak = daemon.peak_rss_mib()
+    daemon.stop()
+    return seconds, peak
+
+
+def alternate(rounds: int, contenders: dict, reference, messages: int) -> dict[str, list[float]]:
+    """A B C A B C …: the rate of each contender in each round; outputs checked every round."""
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_number in range(1, rounds + 1):
+        for name, (run, output) in contenders.items():
+            if output is not None:
+                output.unlink(missing_ok=True)
+            seconds = run()
+            if output is not None:
+                measure.check_same(output, reference, name)
+            rates[name].append(messages / seconds)
+            print(f"  round {round_number}: {name:15} {messages / seconds:9,.0f} msg/s"
+                  f"{'  (output checked)' if output else ''}", flush=True)
+    return rates
+
+
+def latency(args: argparse.Namespace, work: Path, corpus: Path) -> tuple[float, float, str]:
+    """p50 and p99 seconds from publish to the record in the file, at a steady rate."""
+    Broker(args.url, args.queue).purge()
+    output = work / "out" / "latency.jsonl"
+    output.unlink(missing_ok=True)
+    daemon = Daemon(write_config(work, "latency", args.url, args.queue, "latency"))
+    daemon.wait_consuming()
+    publisher = subprocess.Popen([PYTHON, str(BENCH / "steady_publish.py"), args.url, args.queue, str(corpus),
+                                  str(args.rate), str(args.seconds)], stdout=subprocess.PIPE, text=True)
+    tail, delays, wanted = Tail(output), [], int(args.rate * args.seconds)
+    deadline = time.monotonic() + args.seconds + 60
+    while len(delays) < wanted and time.monotonic() < deadline:
+        time.sleep(0.001)
+        now = time.time()
+        delays += [now - float(line.split()[0]) for line in tail.lines() if line.endswith(b" 1")]
+    published = publisher.communicate()[0].strip()
+    daemon.stop()
+    if len(delays) < wanted:
+        raise BenchError(f"only {len(delays)} of {wanted} messages reached the file")
+    cuts = statistics.quantiles(delays, n=100)
+    return cuts[49], cuts[98], published
+
+
+def report(section: str, rates: dict[str, list[float]], ours: str) -> list[str]:
+    """Lines of the table: medians, the spread of the rounds, ratios against each peer."""
+    lines, mine = [], rates[ours]
+    for name, runs in rates.items():
+        spread = " ".join(f"{r:,.0f}" for r in runs)
+        lines.append(f"| {section} | {name} | {statistics.median(runs):,.0f} | {spread} |")
+    for name, runs in rates.items():
+        if name == ours:
+            continue
+        ratio = statistics.median(mine) / statistics.median(runs)
+        per_round = [a / b for a, b in zip(mine, runs)]
+        target = TARGETS.get((section, name))
+        verdict = "" if target is None else f", target ≥ {target}x: {'met' if ratio >= target else 'MISSED'}"
+        lines.append(f"| {section} | ratio {ours} / {name} | {ratio:.2f}x | per round "
+                     f"{min(per_round):.2f}–{max(per_round):.2f}x{verdict} |")
+    return lines
+
+
+def machine(args: argparse.Namespace) -> str:
+    """nproc, CPU model and the broker's version."""
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    broker = Broker(args.url, args.queue).version() if args.sections & {"e2e", "latency"} else "not used"
+    return f"nproc {nproc}, {cpu}, {broker}, Python {sys.version.split()[0]}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--messages", type=int, default=100_000, help="corpus size (default 100000)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per section (default 3)")
+    p.add_argument("--url", default="amqp://guest:guest@localhost:5672/%2F", help="the broker (default: local)")
+    p.add_argument("--queue", default="logship-bench", help="the queue the rounds use (purged!)")
+    p.add_argument("--work", default="/var/tmp/logship-bench", help="corpus, configs and outputs")
+    p.add_argument("--rate", type=float, default=5000, help="latency: messages a second (default 5000)")
+    p.add_argument("--seconds", type=float, default=10, help="latency: how long to publish (default 10)")
+    p.add_argument("--only", action="append", choices=["replay", "e2e", "latency"], help="run only these sections")
+    args = p.parse_args()
+    args.sections = set(args.only or ["replay", "e2e", "latency"])
+    work = Path(args.work)
+    (work / "out").mkdir(parents=True, exist_ok=True)
+    corpus = measure.corpus(work, args.messages)
+    subprocess.run(["jq", "-c", "-f", str(PEERS / "reference.jq"), str(corpus)],
+                   stdout=open(work / "reference.jsonl", "wb"), check=True)
+    reference = measure.records(work / "reference.jsonl")
+    expected = sum(reference.values())
+    print(f"corpus: {args.messages} messages, {expected} reference records; {machine(args)}", flush=True)
+    table = ["| section | contender | median msg/s | rounds |", "| --- | --- | --- | --- |"]
+    try:
+        if "replay" in args.sections:
+            table += report("replay", replay_rounds(args, work, corpus, reference), "logship replay")
+        if "e2e" in args.sections:
+            rss: list[float] = []
+            table += report("end to end", e2e_rounds(args, work, corpus, reference, expected, rss), "logship run")
+            table.append(f"| end to end | logship peak RSS (prefetch 1000) | {max(rss):.1f} MiB | "
+                         f"{' '.join(f'{r:.1f}' for r in rss)}, target < 80 MiB: {'met' if max(rss) < 80 else 'MISSED'} |")
+        if "latency" in args.sections:
+            p50, p99, published = latency(args, work, corpus)
+            table.append(f"| latency | publish to file at {args.rate:,.0f} msg/s | p50 {p50 * 1000:.1f} ms, "
+                         f"p99 {p99 * 1000:.1f} ms | {published}, target p99 < 100 ms: "
+                         f"{'met' if p99 < 0.1 else 'MISSED'} |")
+    except BenchError as error:
+        print(f"bench: {error}; no figures reported", file=sys.stderr)
+        return 1
+    print("\n".join(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
