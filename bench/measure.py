@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import collections
+import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -51,24 +53,31 @@ def check_same(path: Path, reference: collections.Counter[bytes], who: str) -> N
         raise BenchError(f"{who}: output is not the reference records ({missing} missing, {extra} unexpected)")
 
 
-def wall_seconds(command: list[str], stdout_path: Path | None = None) -> float:
-    """Seconds from starting a command to its exit (interpreter start-up included)."""
-    start = time.perf_counter()
-    with open(stdout_path or "/dev/null", "wb") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.PIPE)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise BenchError(f"{command[0]} {command[1]} failed: {done.stderr.decode()[-500:]}")
-    return seconds
+def run(command: list[str], stdout_path: Path | None = None) -> tuple[float, float, str]:
+    """Run a command to its end: wall seconds (start-up included), CPU seconds, its stdout."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        target = open(stdout_path, "wb") if stdout_path else out
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=target, stderr=err)
+        _pid, status, usage = os.wait4(process.pid, 0)
+        if stdout_path:
+            target.close()
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        text = out.read().decode()
+        if process.returncode != 0:
+            raise BenchError(f"{' '.join(command[:3])} failed: {(text + err.read().decode())[-500:]}")
+    return wall, usage.ru_utime + usage.ru_stime, text
 
 
-def peer_seconds(command: list[str]) -> float:
-    """Run a peer consumer; the seconds it reports (its clock starts at the first delivery)."""
-    done = subprocess.run(command, capture_output=True, text=True)
-    match = _PEER_SECONDS.search(done.stdout)
-    if done.returncode != 0 or not match:
-        raise BenchError(f"peer {command[2]} failed: {(done.stdout + done.stderr)[-500:]}")
-    return float(match.group(1))
+def peer(command: list[str]) -> tuple[float, float]:
+    """Run a peer consumer: the seconds it reports (its clock starts at the first delivery), CPU seconds."""
+    _wall, cpu, text = run(command)
+    match = _PEER_SECONDS.search(text)
+    if not match:
+        raise BenchError(f"peer {command[2]} said: {text[-300:]}")
+    return float(match.group(1)), cpu
 
 
 class Broker:
@@ -135,7 +144,8 @@ class Daemon:
         return self.consuming_at  # type: ignore[return-value]
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        """Whether the daemon still runs (without reaping it: stop() wants its CPU time)."""
+        return os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
 
     def peak_rss_mib(self) -> float:
         """The high-water mark of the daemon's resident memory (VmHWM), MiB."""
@@ -143,13 +153,16 @@ class Daemon:
             kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
         return kib / 1024
 
-    def stop(self) -> None:
-        """SIGTERM and wait; a daemon that does not exit cleanly fails the round."""
+    def stop(self) -> float:
+        """SIGTERM and wait: the CPU seconds it used; a daemon that does not exit cleanly fails the round."""
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
-        if self.process.wait(60) != 0:
+        _pid, status, usage = os.wait4(self.process.pid, 0)
+        self.process.returncode = os.waitstatus_to_exitcode(status)
+        if self.process.returncode != 0:
             raise BenchError(f"logship exited with {self.process.returncode}: "
                              + b"".join(self.log[-5:]).decode())
+        return usage.ru_utime + usage.ru_stime
 
 
 class Tail:

@@ -15,6 +15,8 @@ from pathlib import Path
 import measure
 from measure import BENCH, LOGSHIP, PEERS, PYTHON, BenchError, Broker, Daemon, Tail
 
+Rates = dict[str, tuple[list[float], list[float]]]  # contender: (msg/s wall, msg per CPU second) by round
+
 TARGETS = {  # ratio of logship's median rate to the peer's, at least
     ("end to end", "naive"): 1.0, ("end to end", "null"): 0.6,
     ("replay", "naive replay"): 0.7, ("replay", "jq"): 1.0,
@@ -53,55 +55,53 @@ level = "info"
     return path
 
 
-def replay_rounds(args: argparse.Namespace, work: Path, corpus: Path, reference) -> dict[str, list[float]]:
+def replay_rounds(args: argparse.Namespace, work: Path, corpus: Path, reference) -> Rates:
     """logship replay, the naive replay peer and jq, each from the corpus file to a file."""
     out = work / "out"
-    config = write_config(work, "replay", args.url, args.queue, "reference")
+    config = write_config(work, "replay", args.url, args.queue, args.format)
+    naive = [PYTHON, str(PEERS / "peer_consumer.py"), "replay", str(corpus), str(out / "naive-replay.jsonl")]
+    jq = ["jq", "-c", "-f", str(PEERS / "reference.jq"), str(corpus)]
     contenders = {
-        "logship replay": (lambda: measure.wall_seconds([LOGSHIP, "replay", "-c", str(config), str(corpus)]),
+        "logship replay": (lambda: measure.run([LOGSHIP, "replay", "-c", str(config), str(corpus)])[:2],
                            out / "replay.jsonl"),
-        "naive replay": (lambda: measure.wall_seconds([PYTHON, str(PEERS / "peer_consumer.py"), "replay",
-                                                       str(corpus), str(out / "naive-replay.jsonl")]),
-                         out / "naive-replay.jsonl"),
-        "jq": (lambda: measure.wall_seconds(["jq", "-c", "-f", str(PEERS / "reference.jq"), str(corpus)],
-                                            out / "jq.jsonl"), out / "jq.jsonl"),
+        "naive replay": (lambda: measure.run(naive)[:2], out / "naive-replay.jsonl"),
+        "jq": (lambda: measure.run(jq, out / "jq.jsonl")[:2], out / "jq.jsonl"),
     }
     return alternate(args.rounds, contenders, reference, args.messages)
 
 
 def e2e_rounds(args: argparse.Namespace, work: Path, corpus: Path, reference,
-               expected: int, rss: list[float]) -> dict[str, list[float]]:
+               expected: int, rss: list[float]) -> Rates:
     """logship run and the null and naive peers, each draining the same loaded queue."""
     out, broker = work / "out", Broker(args.url, args.queue)
-    config = write_config(work, "e2e", args.url, args.queue, "reference")
+    config = write_config(work, "e2e", args.url, args.queue, args.format)
     peer = [PYTHON, str(PEERS / "peer_consumer.py")]
+    naive = [*peer, "naive", args.url, args.queue, str(args.messages), str(out / "naive.jsonl")]
 
     def loaded(run):
-        def go() -> float:
+        def go() -> tuple[float, float]:
             broker.load(corpus)
-            seconds = run()
+            timing = run()
             if broker.depth() != 0:
                 raise BenchError(f"{broker.depth()} messages left unacknowledged in {broker.queue}")
-            return seconds
+            return timing
         return go
 
-    def logship() -> float:
-        seconds, peak = logship_e2e(config, out / "e2e.jsonl", expected)
+    def logship() -> tuple[float, float]:
+        seconds, cpu, peak = logship_e2e(config, out / "e2e.jsonl", expected)
         rss.append(peak)
-        return seconds
+        return seconds, cpu
 
     contenders = {
         "logship run": (loaded(logship), out / "e2e.jsonl"),
-        "null": (loaded(lambda: measure.peer_seconds([*peer, "null", args.url, args.queue, str(args.messages)])),
-                 None),
-        "naive": (loaded(lambda: measure.peer_seconds([*peer, "naive", args.url, args.queue, str(args.messages),
-                                                       str(out / "naive.jsonl")])), out / "naive.jsonl"),
+        "null": (loaded(lambda: measure.peer([*peer, "null", args.url, args.queue, str(args.messages)])), None),
+        "naive": (loaded(lambda: measure.peer(naive)), out / "naive.jsonl"),
     }
     return alternate(args.rounds, contenders, reference, args.messages)
 
 
-def logship_e2e(config: Path, output: Path, expected: int) -> tuple[float, float]:
-    """Seconds from the daemon's `consuming` to the last record in the file; its peak RSS."""
+def logship_e2e(config: Path, output: Path, expected: int) -> tuple[float, float, float]:
+    """Seconds from the daemon's `consuming` to the last record in the file; CPU seconds; peak RSS."""
     output.unlink(missing_ok=True)
     daemon = Daemon(config)
     start = daemon.wait_consuming()
@@ -114,23 +114,23 @@ def logship_e2e(config: Path, output: Path, expected: int) -> tuple[float, float
         seen += tail.count()
     seconds = time.perf_counter() - start
     peak = daemon.peak_rss_mib()
-    daemon.stop()
-    return seconds, peak
+    return seconds, daemon.stop(), peak
 
 
-def alternate(rounds: int, contenders: dict, reference, messages: int) -> dict[str, list[float]]:
-    """A B C A B C …: the rate of each contender in each round; outputs checked every round."""
-    rates: dict[str, list[float]] = {name: [] for name in contenders}
+def alternate(rounds: int, contenders: dict, reference, messages: int) -> Rates:
+    """A B C A B C …: each contender's rate (wall and per CPU second) in each round; outputs checked."""
+    rates: Rates = {name: ([], []) for name in contenders}
     for round_number in range(1, rounds + 1):
         for name, (run, output) in contenders.items():
             if output is not None:
                 output.unlink(missing_ok=True)
-            seconds = run()
+            seconds, cpu = run()
             if output is not None:
                 measure.check_same(output, reference, name)
-            rates[name].append(messages / seconds)
-            print(f"  round {round_number}: {name:15} {messages / seconds:9,.0f} msg/s"
-                  f"{'  (output checked)' if output else ''}", flush=True)
+            rates[name][0].append(messages / seconds)
+            rates[name][1].append(messages / cpu)
+            print(f"  round {round_number}: {name:15} {messages / seconds:9,.0f} msg/s "
+                  f"{messages / cpu:9,.0f} msg/CPU-s{'  (output checked)' if output else ''}", flush=True)
     return rates
 
 
@@ -157,22 +157,31 @@ def latency(args: argparse.Namespace, work: Path, corpus: Path) -> tuple[float, 
     return cuts[49], cuts[98], published
 
 
-def report(section: str, rates: dict[str, list[float]], ours: str) -> list[str]:
-    """Lines of the table: medians, the spread of the rounds, ratios against each peer."""
-    lines, mine = [], rates[ours]
-    for name, runs in rates.items():
-        spread = " ".join(f"{r:,.0f}" for r in runs)
-        lines.append(f"| {section} | {name} | {statistics.median(runs):,.0f} | {spread} |")
-    for name, runs in rates.items():
-        if name == ours:
-            continue
-        ratio = statistics.median(mine) / statistics.median(runs)
-        per_round = [a / b for a, b in zip(mine, runs)]
-        target = TARGETS.get((section, name))
-        verdict = "" if target is None else f", target ≥ {target}x: {'met' if ratio >= target else 'MISSED'}"
-        lines.append(f"| {section} | ratio {ours} / {name} | {ratio:.2f}x | per round "
-                     f"{min(per_round):.2f}–{max(per_round):.2f}x{verdict} |")
+def report(section: str, rates: Rates, ours: str) -> list[str]:
+    """Rows of the table: medians and rounds, then ratios against each peer with their spread."""
+    lines = []
+    for name, (wall, cpu) in rates.items():
+        lines.append(f"| {section} | {name} | {statistics.median(wall):,.0f} | {_runs(wall)} | "
+                     f"{statistics.median(cpu):,.0f} | {_runs(cpu)} |")
+    for name in rates:
+        if name != ours:
+            lines.append(f"| {section} | **{ours} / {name}** | {_ratio(rates, ours, name, 0, section)} | "
+                         f"{_ratio(rates, ours, name, 1, None)} |")
     return lines
+
+
+def _runs(values: list[float]) -> str:
+    return " ".join(f"{v:,.0f}" for v in values)
+
+
+def _ratio(rates: Rates, ours: str, peer: str, which: int, section: str | None) -> str:
+    """Ratio of the medians, the per-round range, and the target verdict when there is one."""
+    mine, theirs = rates[ours][which], rates[peer][which]
+    ratio = statistics.median(mine) / statistics.median(theirs)
+    per_round = [a / b for a, b in zip(mine, theirs)]
+    text = f"**{ratio:.2f}x** | rounds {min(per_round):.2f}–{max(per_round):.2f}x"
+    target = TARGETS.get((section, peer)) if section else None
+    return text + ("" if target is None else f" (target ≥ {target}x: {'met' if ratio >= target else 'MISSED'})")
 
 
 def machine(args: argparse.Namespace) -> str:
@@ -190,6 +199,8 @@ def main() -> int:
     p.add_argument("--url", default="amqp://guest:guest@localhost:5672/%2F", help="the broker (default: local)")
     p.add_argument("--queue", default="logship-bench", help="the queue the rounds use (purged!)")
     p.add_argument("--work", default="/var/tmp/logship-bench", help="corpus, configs and outputs")
+    p.add_argument("--format", default="reference", help="bench/formats/NAME.j2 that logship renders "
+                   "(default reference; reference-fields writes it field by field)")
     p.add_argument("--rate", type=float, default=5000, help="latency: messages a second (default 5000)")
     p.add_argument("--seconds", type=float, default=10, help="latency: how long to publish (default 10)")
     p.add_argument("--only", action="append", choices=["replay", "e2e", "latency"], help="run only these sections")
@@ -203,7 +214,8 @@ def main() -> int:
     reference = measure.records(work / "reference.jsonl")
     expected = sum(reference.values())
     print(f"corpus: {args.messages} messages, {expected} reference records; {machine(args)}", flush=True)
-    table = ["| section | contender | median msg/s | rounds |", "| --- | --- | --- | --- |"]
+    table = ["| section | contender | median msg/s (wall) | rounds | median msg per CPU-s | rounds |",
+             "| --- | --- | --- | --- | --- | --- |"]
     try:
         if "replay" in args.sections:
             table += report("replay", replay_rounds(args, work, corpus, reference), "logship replay")
@@ -211,12 +223,12 @@ def main() -> int:
             rss: list[float] = []
             table += report("end to end", e2e_rounds(args, work, corpus, reference, expected, rss), "logship run")
             table.append(f"| end to end | logship peak RSS (prefetch 1000) | {max(rss):.1f} MiB | "
-                         f"{' '.join(f'{r:.1f}' for r in rss)}, target < 80 MiB: {'met' if max(rss) < 80 else 'MISSED'} |")
+                         f"{' '.join(f'{r:.1f}' for r in rss)} (target < 80 MiB: {'met' if max(rss) < 80 else 'MISSED'}) | | |")
         if "latency" in args.sections:
             p50, p99, published = latency(args, work, corpus)
             table.append(f"| latency | publish to file at {args.rate:,.0f} msg/s | p50 {p50 * 1000:.1f} ms, "
-                         f"p99 {p99 * 1000:.1f} ms | {published}, target p99 < 100 ms: "
-                         f"{'met' if p99 < 0.1 else 'MISSED'} |")
+                         f"p99 {p99 * 1000:.1f} ms | {published} (target p99 < 100 ms: "
+                         f"{'met' if p99 < 0.1 else 'MISSED'}) | | |")
     except BenchError as error:
         print(f"bench: {error}; no figures reported", file=sys.stderr)
         return 1
