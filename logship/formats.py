@@ -32,7 +32,9 @@ def _escape(match: re.Match[str]) -> str:
 
 def one_line(text: str) -> str:
     """`text` with every control character escaped, so a record is always one line."""
-    return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
+    # isprintable() is false for every control and separator character, and much cheaper
+    # than the search for the common line that has none (a non-ASCII space costs a search).
+    return text if text.isprintable() else _CONTROL.sub(_escape, text)
 
 
 def _finalize(value: Any) -> Any:
