@@ -124,9 +124,15 @@ class Consumer:
 
     def _callback(self, channel: object, queue: Queue) -> Callable[..., None]:
         """The on-message callback for one queue."""
+        sources: dict[tuple[str, bool], Source] = {}  # one per routing key, not one per delivery
+
         def on_message(_channel: object, method: object, properties: object, body: bytes) -> None:
-            source = Source(queue.name, queue.scope, queue.final,
-                            method.routing_key, method.redelivered)  # type: ignore[attr-defined]
+            key = (method.routing_key, method.redelivered)  # type: ignore[attr-defined]
+            source = sources.get(key)
+            if source is None:
+                if len(sources) > 1000:  # a publisher with endless routing keys: do not grow
+                    sources.clear()
+                source = sources[key] = Source(queue.name, queue.scope, queue.final, *key)
             delivery = Delivery(body, source, properties.content_encoding)  # type: ignore[attr-defined]
             ok = self.pipeline.handle(delivery)
             if not self._pending:
