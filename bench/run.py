@@ -119,10 +119,17 @@ def logship_e2e(config: Path, output: Path, expected: int) -> tuple[float, float
 
 
 def alternate(rounds: int, contenders: dict, reference, messages: int) -> Rates:
-    """A B C A B C …: each contender's rate (wall and per CPU second) in each round; outputs checked."""
+    """A B C, B C A, C A B …: each contender's rate (wall and per CPU second) in each round.
+
+    The order turns each round so no contender always runs after the same neighbour (whose
+    writeback, or a burst of the machine's other tenants, would bias it); outputs checked.
+    """
     rates: Rates = {name: ([], []) for name in contenders}
+    names = list(contenders)
     for round_number in range(1, rounds + 1):
-        for name, (run, output) in contenders.items():
+        shift = (round_number - 1) % len(names)
+        for name in names[shift:] + names[:shift]:
+            run, output = contenders[name]
             if output is not None:
                 output.unlink(missing_ok=True)
             seconds, cpu = run()
