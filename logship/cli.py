@@ -19,6 +19,11 @@ EXIT_USAGE = 2        # argparse's own
 EXIT_DATAERR = 65     # `render`: the input is not a result message (sysexits EX_DATAERR)
 EXIT_CONFIG = 78      # the config or a format is invalid (sysexits EX_CONFIG); no restart helps
 
+# replay acknowledges nothing, so its outputs need be durable only when it ends: flushing every
+# 10,000 messages bounds the lines held (a few MB) and keeps the fdatasyncs few (each one
+# waits for the disk: at every 1,000 they cost a fifth to a quarter of the wall time on a busy machine).
+REPLAY_FLUSH_EVERY = 10_000
+
 
 def checked_config(path: str) -> tuple[Config, FormatSet]:
     """Load the config and its formats; raise ConfigError or FormatError on any problem."""
@@ -103,7 +108,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if not pipeline.handle(Delivery(body, source)):
                 rejected += 1
             messages += 1
-            if messages % 1000 == 0:
+            if messages % REPLAY_FLUSH_EVERY == 0:
                 pipeline.flush()
         pipeline.flush()
     finally:
