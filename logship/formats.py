@@ -69,7 +69,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
 def environment() -> Sandbox:
     """The sandbox every format and route filter runs in: immutable, no autoescape."""
     env = Sandbox(autoescape=False, undefined=ChainableUndefined,
-                                        finalize=_finalize, keep_trailing_newline=False)
+                  finalize=_finalize, keep_trailing_newline=False)
     env.filters.update(FILTERS)
     return env
 

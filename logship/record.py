@@ -115,7 +115,8 @@ class Headers(dict):
     """Message headers whose lookups ignore case (`extracted.headers['Message-ID']`)."""
 
     def __init__(self, headers: Any) -> None:
-        super().__init__({str(k).lower(): v for k, v in headers.items()} if isinstance(headers, dict) else {})
+        items = headers.items() if isinstance(headers, dict) else ()
+        super().__init__({str(k).lower(): v for k, v in items})
 
     def __getitem__(self, name: str) -> Any:
         return super().__getitem__(name.lower() if isinstance(name, str) else name)
