@@ -56,24 +56,19 @@ def records(message: dict[str, Any], source: Source, received: float) -> list[Re
     """One record per attempt that is new on this queue (see README: scopes)."""
     results = message["results"]
     count = len(results)
-    first = 0 if source.scope == "all" else count - 1
     extracted = _extracted(message)
-    common = {
-        "attempts": count,
-        "queue": source.queue,
-        "routing_key": source.routing_key,
-        "redelivered": source.redelivered,
-        "received": _iso(received),
-        "received_epoch": received,
-        "recipient_domain": domain(message.get("recipient")),
-        "envelope_domain": domain(message.get("envelope")),
-        "message_id": extracted["headers"].get("message-id", ""),
-    }
+    stamp = _iso(received)
+    recipient_domain, envelope_domain = domain(message.get("recipient")), domain(message.get("envelope"))
+    message_id = extracted["headers"].get("message-id", "")
     out = []
-    for index in range(first, count):
+    for index in range(0 if source.scope == "all" else count - 1, count):
         attempt = results[index]
         final = source.final and index == count - 1
-        derived = {**common, "attempt_number": index + 1, "final": final, "outcome": outcome(attempt, final)}
+        derived = {"attempt_number": index + 1, "attempts": count, "final": final,
+                   "outcome": outcome(attempt, final), "queue": source.queue,
+                   "routing_key": source.routing_key, "redelivered": source.redelivered,
+                   "received": stamp, "received_epoch": received, "recipient_domain": recipient_domain,
+                   "envelope_domain": envelope_domain, "message_id": message_id}
         out.append({"attempt": attempt, "message": message, "extracted": extracted, "record": derived})
     return out
 
@@ -106,34 +101,45 @@ def _reply_class(attempt: dict[str, Any]) -> str:
 
 def domain(address: Any) -> str:
     """The lower-cased part after the last @, or '' when there is none."""
-    if not isinstance(address, str) or "@" not in address:
+    if not isinstance(address, str):
         return ""
-    return address.rpartition("@")[2].strip().strip(">").lower()
+    at = address.rfind("@")
+    return address[at + 1:].strip().strip(">").lower() if at >= 0 else ""
 
 
 class Headers(dict):
-    """Message headers whose lookups ignore case (`extracted.headers['Message-ID']`)."""
+    """Message headers as sent, whose lookups ignore case (`extracted.headers['Message-ID']`)."""
 
-    def __init__(self, headers: Any) -> None:
-        items = headers.items() if isinstance(headers, dict) else ()
-        super().__init__({str(k).lower(): v for k, v in items})
+    def __missing__(self, name: Any) -> Any:
+        # only a lookup that misses pays for the case-insensitive scan
+        if isinstance(name, str):
+            lowered = name.lower()
+            for key, value in self.items():
+                if isinstance(key, str) and key.lower() == lowered:
+                    return value
+        raise KeyError(name)
 
-    def __getitem__(self, name: str) -> Any:
-        return super().__getitem__(name.lower() if isinstance(name, str) else name)
+    def get(self, name: Any, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
 
     def __contains__(self, name: object) -> bool:
-        return super().__contains__(name.lower() if isinstance(name, str) else name)
+        return self.get(name, _ABSENT) is not _ABSENT
 
-    def get(self, name: str, default: Any = None) -> Any:
-        return super().get(name.lower() if isinstance(name, str) else name, default)
+
+_ABSENT = object()
 
 
 def _extracted(message: dict[str, Any]) -> dict[str, Any]:
-    """`extracted` with case-insensitive headers; an empty one when MailerQ sent none."""
+    """`extracted` with case-insensitive headers (set in place: each message is decoded afresh)."""
     extracted = message.get("extracted")
     if not isinstance(extracted, dict):
-        extracted = {}
-    return {**extracted, "headers": Headers(extracted.get("headers"))}
+        return {"headers": Headers()}
+    headers = extracted.get("headers")
+    extracted["headers"] = Headers(headers if isinstance(headers, dict) else {})
+    return extracted
 
 
 def _iso(epoch: float) -> str:

@@ -146,3 +146,10 @@ class _Loud(dict):
 def test_a_dict_subclass_takes_the_checked_path_and_keeps_its_attributes():
     record = {"message": _Loud(volume="key")}
     assert ENV.from_string("{{ message.volume }}|{{ message['volume'] }}").render(record) == "attribute|key"
+
+
+def test_names_set_at_the_top_level_are_gone_for_the_next_record(tmp_path):
+    (tmp_path / "s.j2").write_text("{% if record.first %}{% set seen = 'yes' %}{% endif %}[{{ seen }}]")
+    fmt = FormatSet.load(tmp_path)["s"]
+    assert fmt.render({"record": {"first": True}}) == "[yes]"
+    assert fmt.render({"record": {"first": False}}) == "[]"
