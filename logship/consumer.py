@@ -125,6 +125,7 @@ class Consumer:
     def _callback(self, channel: object, queue: Queue) -> Callable[..., None]:
         """The on-message callback for one queue."""
         sources: dict[tuple[str, bool], Source] = {}  # one per routing key, not one per delivery
+        received = (queue.name, "received")
 
         def on_message(_channel: object, method: object, properties: object, body: bytes) -> None:
             key = (method.routing_key, method.redelivered)  # type: ignore[attr-defined]
@@ -138,7 +139,7 @@ class Consumer:
             if not self._pending:
                 self._first_pending = time.monotonic()
             self._pending.append((method.delivery_tag, ok, queue.name))  # type: ignore[attr-defined]
-            self.deliveries[(queue.name, "received")] += 1
+            self.deliveries[received] += 1
         return on_message
 
     def _on_cancel(self, frame: object) -> None:

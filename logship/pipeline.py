@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from .config import Config, Route
 from .errors import MessageError, OutputError, RecordRefused, RenderError
@@ -17,9 +17,8 @@ from .sinks import Sink, build_sink
 log = logging.getLogger("logship")
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One message as the broker handed it over."""
+class Delivery(NamedTuple):
+    """One message as the broker handed it over (a tuple: one is made per delivery)."""
 
     body: bytes
     source: Source
