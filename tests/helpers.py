@@ -15,6 +15,18 @@ import pika
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "tests" / "traffic" / "mailerq_results.py"
 
+#: config tables for one file output, log/all.jsonl, written by the format `trace`
+TRACE_OUTPUT = """
+[[outputs]]
+name = "all"
+type = "file"
+path = "log/all.jsonl"
+
+[[routes]]
+format = "trace"
+output = "all"
+"""
+
 
 def write_config(folder: Path, url: str, body: str, queues: tuple[str, ...] = ("results", "retry")) -> Path:
     """A config file in `folder` with `url`, the queues and `body` (outputs, routes, ...)."""

@@ -9,28 +9,18 @@ from pathlib import Path
 import pika
 import pytest
 
-from helpers import (RunningDaemon, expected_attempts, line_count, publish, queue_depth, traffic,
-                     wait_for, write_config)
+from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, line_count, publish,
+                     queue_depth, traffic, wait_for, write_config)
 
 RECORD_FORMAT = ('{{ {"recipient": message.recipient, "attempt": record.attempt_number, "time": attempt.time, '
                  '"queue": record.queue, "redelivered": record.redelivered, "outcome": record.outcome} | json }}\n')
 
-OUTPUTS = """
-[[outputs]]
-name = "all"
-type = "file"
-path = "log/all.jsonl"
-
-[[routes]]
-format = "trace"
-output = "all"
-"""
 
 
 def trace_config(workdir: Path, url: str, extra: str = "") -> Path:
     """A config writing one JSON trace line per record to log/all.jsonl."""
     (workdir / "formats" / "trace.j2").write_text(RECORD_FORMAT)
-    return write_config(workdir, url, OUTPUTS + extra)
+    return write_config(workdir, url, TRACE_OUTPUT + extra)
 
 
 def attempts_written(path: Path) -> list[dict]:

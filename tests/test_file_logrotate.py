@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import RunningDaemon, expected_attempts, publish, traffic, wait_for, write_config
-from test_daemon_broker import OUTPUTS, RECORD_FORMAT
+from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, publish, traffic, wait_for,
+                     write_config)
+from test_daemon_broker import RECORD_FORMAT
 
 ROOT = Path(__file__).resolve().parent.parent
 SNIPPET = ROOT / "systemd" / "logship.logrotate"
@@ -90,7 +91,7 @@ def test_logrotate_forced_twice_a_second_under_load_loses_and_duplicates_nothing
     events = messages()
     expected = expected_attempts(events)
     (workdir / "formats" / "trace.j2").write_text(RECORD_FORMAT)
-    config = write_config(workdir, vhost_url, OUTPUTS)
+    config = write_config(workdir, vhost_url, TRACE_OUTPUT)
     output = workdir / "log" / "all.jsonl"
     conf, state = workdir / "logrotate.conf", workdir / "logrotate.state"
     started = time.monotonic()

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import (RunningDaemon, expected_attempts, line_count, publish, queue_depth, traffic, wait_for,
-                     write_config)
+from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, line_count, publish,
+                     queue_depth, traffic, wait_for, write_config)
 from logship.config import load
 from logship.errors import ConfigError
 
@@ -23,16 +23,6 @@ SAMPLES = Path(__file__).parent / "samples"
 # One JSON line per record; the recipient "boom@..." makes it fail, to count render errors.
 TRACE = ('{% if message.recipient.startswith("boom@") %}{{ 1 // 0 }}{% endif %}'
          '{{ {"recipient": message.recipient, "attempt": record.attempt_number} | json }}\n')
-OUTPUT = """
-[[outputs]]
-name = "all"
-type = "file"
-path = "log/all.jsonl"
-
-[[routes]]
-format = "trace"
-output = "all"
-"""
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -68,7 +58,7 @@ def test_a_taken_metrics_port_is_a_clear_error_not_a_traceback(workdir):
         taken.listen()
         port = taken.getsockname()[1]
         (workdir / "formats" / "trace.j2").write_text(TRACE)
-        config = write_config(workdir, "amqp://127.0.0.1:1/", OUTPUT + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        config = write_config(workdir, "amqp://127.0.0.1:1/", TRACE_OUTPUT + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
         result = subprocess.run([sys.executable, "-m", "logship.cli", "run", "--config", str(config)],
                                 capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
@@ -84,7 +74,7 @@ def test_counters_scraped_during_a_run_match_what_was_published_and_written(work
     bad.append({"queue": "results", "body": (SAMPLES / "not-json.txt").read_bytes()})
     published = Counter(e["queue"] for e in events)
     (workdir / "formats" / "trace.j2").write_text(TRACE)
-    config = write_config(workdir, vhost_url, OUTPUT + '\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    config = write_config(workdir, vhost_url, TRACE_OUTPUT + '\n[metrics]\nlisten = "127.0.0.1:0"\n')
     config.write_text(config.read_text().replace("prefetch = 1000", "prefetch = 100\nbatch_size = 20"))
     output = workdir / "log" / "all.jsonl"
     expected = len(expected_attempts(events))
@@ -127,7 +117,7 @@ def test_counters_scraped_during_a_run_match_what_was_published_and_written(work
 @pytest.mark.broker
 def test_a_format_broken_on_disk_counts_as_a_failed_reload_and_a_fixed_one_as_ok(workdir, vhost_url):
     (workdir / "formats" / "trace.j2").write_text(TRACE)
-    config = write_config(workdir, vhost_url, OUTPUT + '\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    config = write_config(workdir, vhost_url, TRACE_OUTPUT + '\n[metrics]\nlisten = "127.0.0.1:0"\n')
     with RunningDaemon(config) as daemon:
         url = metrics_url(daemon)
         wait_for(lambda: scrape(url)[("logship_broker_connected", ())] == 1, what="consuming")

@@ -13,25 +13,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import pika
 
-from helpers import (ROOT, RunningDaemon, expected_attempts, line_count, publish, queue_depth, traffic,
-                     wait_for, write_config)
+from helpers import (ROOT, TRACE_OUTPUT, RunningDaemon, expected_attempts, line_count, publish,
+                     queue_depth, traffic, wait_for, write_config)
 
 TRACE = ('{{ {"recipient": message.recipient, "attempt": record.attempt_number, "time": attempt.time} '
          '| json }}')
 LINE = re.compile(r"^v(\d+)\|(.*)\|v(\d+)$")
 
-OUTPUTS = """
-[[outputs]]
-name = "all"
-type = "file"
-path = "log/all.jsonl"
-
-[[routes]]
-format = "trace"
-output = "all"
-"""
 
 
 def version(n: int, broken: bool = False) -> str:
@@ -94,7 +83,7 @@ def trace_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
 def test_formats_rewritten_150_times_under_load_by_three_save_methods_lose_and_mix_nothing(workdir, vhost_url):
     formats = workdir / "formats"
     (formats / "trace.j2").write_text(version(0))
-    config = write_config(workdir, vhost_url, OUTPUTS)
+    config = write_config(workdir, vhost_url, TRACE_OUTPUT)
     events = traffic(2500, seed=5)
     events = [e for e in events if e["queue"] in ("results", "retry")]
     output = workdir / "log" / "all.jsonl"
@@ -136,7 +125,7 @@ def test_formats_rewritten_150_times_under_load_by_three_save_methods_lose_and_m
 
 def test_sighup_and_a_config_edit_reconnect_to_new_queues_and_lose_nothing(workdir, vhost_url):
     (workdir / "formats" / "trace.j2").write_text(version(0))
-    config = write_config(workdir, vhost_url, OUTPUTS, queues=("results",))
+    config = write_config(workdir, vhost_url, TRACE_OUTPUT, queues=("results",))
     events = [e for e in traffic(300, seed=9) if e["queue"] in ("results", "retry")]
     publish(vhost_url, events)
     output = workdir / "log" / "all.jsonl"
@@ -144,7 +133,7 @@ def test_sighup_and_a_config_edit_reconnect_to_new_queues_and_lose_nothing(workd
     with RunningDaemon(config) as daemon:
         wait_for(lambda: line_count(output) == finals, what="the results queue's records")
         # the retry queue joins, with its own scope; results then only hold the last attempt as new
-        write_config(workdir, vhost_url, OUTPUTS.replace("all.jsonl", "second.jsonl"))
+        write_config(workdir, vhost_url, TRACE_OUTPUT.replace("all.jsonl", "second.jsonl"))
         wait_for(lambda: "broker settings changed; reconnecting after the batch in hand" in daemon.messages(),
                  what="the reconnect")
         wait_for(lambda: queue_depth(vhost_url, "retry") == 0, what="the retry queue consumed")
@@ -161,7 +150,7 @@ def test_sighup_and_a_config_edit_reconnect_to_new_queues_and_lose_nothing(workd
 def test_check_shows_each_format_version_and_a_broken_one_with_file_and_line(workdir, vhost_url):
     (workdir / "formats" / "trace.j2").write_text(version(0))
     (workdir / "formats" / "broken.j2").write_text("ok\n{% if %}\n")
-    config = write_config(workdir, vhost_url, OUTPUTS)
+    config = write_config(workdir, vhost_url, TRACE_OUTPUT)
     result = subprocess.run([sys.executable, "-m", "logship.cli", "check", "--config", str(config)],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 78
@@ -171,7 +160,7 @@ def test_check_shows_each_format_version_and_a_broken_one_with_file_and_line(wor
 
 def test_a_save_is_live_within_a_second_and_an_idle_daemon_needs_no_traffic_to_notice(workdir, vhost_url):
     (workdir / "formats" / "trace.j2").write_text(version(0))
-    config = write_config(workdir, vhost_url, OUTPUTS)
+    config = write_config(workdir, vhost_url, TRACE_OUTPUT)
     sample = json.loads((Path(__file__).parent / "samples" / "dns-failure.json").read_text())
     with RunningDaemon(config) as daemon:
         wait_for(lambda: "consuming" in daemon.messages(), what="consuming")

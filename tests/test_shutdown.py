@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import RunningDaemon, expected_attempts, line_count, publish, queue_depth, traffic, wait_for, write_config
+from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, line_count, publish,
+                     queue_depth, traffic, wait_for, write_config)
 
 TRACE = ('{{ {"recipient": message.recipient, "attempt": record.attempt_number, "time": attempt.time, '
          '"redelivered": record.redelivered} | json }}\n')
-OUTPUT = '[[outputs]]\nname = "all"\ntype = "file"\npath = "log/all.jsonl"\n\n[[routes]]\nformat = "trace"\noutput = "all"\n'
 STOP_WITHIN = 5.0  # seconds; the unit allows TimeoutStopSec=30s
 
 
@@ -34,7 +34,7 @@ def test_a_stop_signal_mid_stream_acks_exactly_what_was_written(workdir, vhost_u
     events = traffic(6000, seed=3)
     published = publish(vhost_url, events)
     (workdir / "formats" / "trace.j2").write_text(TRACE)
-    config = write_config(workdir, vhost_url, OUTPUT)
+    config = write_config(workdir, vhost_url, TRACE_OUTPUT)
     # small batches: many acks in flight, so the signal surely lands between write and ack
     config.write_text(config.read_text().replace("prefetch = 1000", "prefetch = 300\nbatch_size = 25"))
     output = workdir / "log" / "all.jsonl"

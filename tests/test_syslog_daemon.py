@@ -5,7 +5,6 @@ import json
 import signal
 import time
 from collections import Counter
-from pathlib import Path
 
 from helpers import RunningDaemon, expected_attempts, publish, queue_depth, traffic, wait_for, write_config
 from syslog_receivers import Rsyslog
