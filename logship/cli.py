@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import sys
 from typing import IO, Iterator
 
@@ -100,12 +101,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     sources: dict[str, Source] = {}
     messages = rejected = 0
     try:
-        for body, queue_name in _lines(args.file, args.queue):
+        for body, queue_name, encoding in _lines(args.file, args.queue):
             source = sources.get(queue_name)
             if source is None:
                 queue = _queue(config, queue_name)
                 source = sources[queue_name] = Source(queue.name, queue.scope or "all", queue.final)
-            if not pipeline.handle(Delivery(body, source)):
+            if not pipeline.handle(Delivery(body, source, encoding)):
                 rejected += 1
             messages += 1
             if messages % REPLAY_FLUSH_EVERY == 0:
@@ -117,21 +118,31 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _lines(name: str, queue: str) -> Iterator[tuple[bytes, str]]:
-    """Message bodies from a JSON-lines file; {"queue", "body"} lines carry their own queue."""
+def _lines(name: str, queue: str) -> Iterator[tuple[bytes, str, str | None]]:
+    """(body, queue, content encoding) of each line of a JSON-lines file.
+
+    A plain line is a result message from `queue`; a {"queue", "body"} line (the traffic
+    generator's) carries its queue; a quarantine line carries the raw body it kept.
+    """
     with _open(name) as f:
         for line in f:
             line = line.strip()
-            if not line:
-                continue
-            if line.startswith(b'{"queue"'):
-                try:
-                    wrapper = orjson.loads(line)
-                    yield orjson.dumps(wrapper["body"]), wrapper["queue"]
-                    continue
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    pass  # not a wrapper after all: the pipeline quarantines it
-            yield line, queue
+            if line:
+                yield _unwrap(line, queue)
+
+
+def _unwrap(line: bytes, queue: str) -> tuple[bytes, str, str | None]:
+    """The delivery a line stands for; anything unexpected is passed on for the pipeline to judge."""
+    if not line.startswith((b'{"queue"', b'{"quarantined"')):
+        return line, queue, None
+    try:
+        entry = orjson.loads(line)
+        if "quarantined" in entry:
+            body = entry["body"].encode() if "body" in entry else base64.b64decode(entry["body_base64"])
+            return body, entry["queue"], entry.get("content_encoding")
+        return orjson.dumps(entry["body"]), entry["queue"], None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return line, queue, None
 
 
 def _queue(config: Config, name: str) -> Queue:
@@ -187,7 +198,8 @@ def parser() -> argparse.ArgumentParser:
     p_replay = command("replay", cmd_replay, "feed JSON-lines result messages to the outputs, no broker",
                        "Send result messages, one JSON object a line, through the same pipeline to the "
                        "configured outputs: backfills, demos, quarantine recovery. Lines of the form "
-                       '{"queue": NAME, "body": MESSAGE} are read as if from that queue.')
+                       '{"queue": NAME, "body": MESSAGE} are read as if from that queue; the lines of a '
+                       "quarantine file send the raw bodies they kept again.")
     p_replay.add_argument("file", metavar="FILE", help="JSON-lines file; - for stdin")
     p_replay.add_argument("--queue", default="results", help="read plain lines as if from this queue (default results)")
     return p

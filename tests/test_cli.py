@@ -77,3 +77,22 @@ def test_every_command_explains_itself():
     for command in ("run", "check", "render", "replay"):
         out = logship(command, "--help")
         assert out.returncode == 0 and "--config" in out.stdout
+
+
+def test_replay_of_a_quarantine_file_sends_the_kept_bodies_again(config, workdir):
+    import gzip
+    good = (ROOT / "tests/samples/dns-failure.json").read_bytes()
+    quarantine = workdir / "kept.jsonl"
+    quarantine.write_text("\n".join(json.dumps(entry) for entry in [
+        {"quarantined": "2026-11-29T00:00:00.000Z", "reason": "format 'x' failed", "queue": "results",
+         "routing_key": "", "redelivered": False, "content_encoding": None, "body": good.decode()},
+        {"quarantined": "2026-11-29T00:00:00.000Z", "reason": "format 'x' failed", "queue": "results",
+         "routing_key": "", "redelivered": False, "content_encoding": "gzip",
+         "body_base64": __import__("base64").b64encode(gzip.compress(good)).decode()},
+    ]) + "\n")
+    out = logship("replay", "--config", str(config), str(quarantine))
+    assert out.returncode == 0, out.stderr
+    assert "replayed 2 messages, 0 quarantined" in out.stderr
+    lines = (workdir / "log" / "deliveries.log").read_text().splitlines()
+    assert lines == ["[2026-11-27 08:00:01] dns:error 1 <bounces@sender.example.com> "
+                     "<someone@no-such-domain.invalid> 550 5.1.2 Host or domain name not found"] * 2
