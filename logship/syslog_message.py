@@ -18,7 +18,8 @@ from .syslog_wire import (FACILITIES, MIN_SIZE, NIL, OUTCOME_SEVERITY, SEVERITIE
                           rfc3164_head, rfc5424_head, sd_name_problem, structured_data)
 
 if TYPE_CHECKING:
-    from .config import Route, SyslogOutput
+    from .config import Route
+    from .outputs import SyslogOutput
 
 #: MailerQ's attempt time: UTC, no zone
 _MAILERQ_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)")

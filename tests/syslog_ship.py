@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from logship.config import SyslogOutput
+from logship.outputs import SyslogOutput
 from logship.errors import OutputError
 from logship.formats import FormatSet
 from logship.record import Source, decode, records

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from logship.config import Route, SyslogOutput, load
+from logship.config import Route, load
+from logship.outputs import SyslogOutput
 from logship.errors import ConfigError
 from logship.record import Source, decode, records
 from logship.syslog_message import MessageBuilder

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..config import FileOutput, Output, Route, SyslogOutput
+from ..config import Route
+from ..outputs import FileOutput, Output, SyslogOutput
 
 
 class Sink(Protocol):

@@ -8,7 +8,8 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable
 
-from ..config import FileOutput, Route
+from ..config import Route
+from ..outputs import FileOutput
 from ..errors import OutputError, RecordRefused
 from ..paths import PathTemplate, is_template
 from .logfile import LogFile, Ownership

@@ -9,7 +9,8 @@ import threading
 import time
 from typing import Any
 
-from ..config import Route, SyslogOutput
+from ..config import Route
+from ..outputs import SyslogOutput
 from ..errors import OutputError
 from ..syslog_message import MessageBuilder
 from ..syslog_transport import Transport, parse_address, tls_context
