@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pika
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERATOR = ROOT / "tests" / "traffic" / "mailerq_results.py"
+GENERATOR = ROOT / "bench" / "peers" / "mailerq_results.py"  # the team's traffic generator
 
 #: config tables for one file output, log/all.jsonl, written by the format `trace`
 TRACE_OUTPUT = """
