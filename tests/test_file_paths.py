@@ -76,6 +76,28 @@ def test_record_fields_and_the_received_date_pick_the_file(tmp_path):
     }
 
 
+class CountingTemplate:
+    """Wraps a path template and counts how often a path is worked out."""
+
+    def __init__(self, template: object) -> None:
+        self.template, self.renders = template, 0
+
+    def render(self, record: dict) -> str:
+        self.renders += 1
+        return self.template.render(record)
+
+
+def test_a_record_path_is_worked_out_once_for_the_check_and_the_write(tmp_path):
+    pipe = pipeline(tmp_path)
+    sink = pipe.sinks["per-domain"]
+    sink.template = counting = CountingTemplate(sink.template)
+    assert pipe.handle(message("b@example.org", "beta", attempts=2))
+    pipe.flush()
+    pipe.close()
+    assert counting.renders == 2
+    assert files_under(tmp_path / "log")["example.org/2026-11-29.log"].count("\n") == 2
+
+
 @pytest.mark.parametrize("recipient, customer, problem", [
     ("x@../../etc", "acme", "segment '..'"),
     ("x@example.com", "../../../etc/passwd", "segment '..'"),

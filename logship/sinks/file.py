@@ -28,6 +28,8 @@ class FileSink:
         self.template = PathTemplate(path) if is_template(path) else None
         self.header: str | None = None  # written first into every file this sink starts
         self._buffers: dict[str, list[str]] = {}
+        # paths check() worked out, so that write() need not render them again: id -> (record, path)
+        self._checked: dict[int, tuple[dict[str, Any], str]] = {}
         self._files: OrderedDict[str, LogFile] = OrderedDict()  # least recently used first
         self._scanned: set[str] = set()
         self._last_sync = time.monotonic()
@@ -46,16 +48,21 @@ class FileSink:
         if self.template is None:
             return self.path
         try:
-            return self.template.render(record)
+            path = self.template.render(record)
         except RecordRefused as error:
             raise RecordRefused(f"output {self.name!r}: {error}") from None
+        self._checked[id(record)] = (record, path)
+        return path
 
     def write(self, record: dict[str, Any], line: str, route: Route | None = None) -> None:
         """Buffer one line for its file until the next flush (the route does not matter to a file)."""
-        self._buffers.setdefault(self.check(record), []).append(line)
+        checked = self._checked.pop(id(record), None)
+        path = checked[1] if checked is not None and checked[0] is record else self.check(record)
+        self._buffers.setdefault(path, []).append(line)
 
     def flush(self) -> None:
         """Write each file's buffered lines in one go, rotate when due, fdatasync as configured."""
+        self._checked.clear()  # what a quarantined message left behind
         failures = []
         for path, lines in list(self._buffers.items()):
             try:
