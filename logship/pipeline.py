@@ -144,7 +144,7 @@ class Pipeline:
         durable before the deliveries they came from are acked.
         """
         kept = {id(s) for s in [*sinks.values(), quarantine.sink]}
-        retired = [s for s in [*self.sinks.values(), self.quarantine.sink] if id(s) not in kept]
+        retired = [s for s in self._every_sink() if id(s) not in kept]
         for sink in retired:
             sink.flush()
         self.config, self.formats, self.routers = config, formats, ready
@@ -178,10 +178,14 @@ class Pipeline:
 
     def reopen(self) -> None:
         """Reopen every sink (SIGHUP)."""
-        for sink in [*self.sinks.values(), self.quarantine.sink]:
+        for sink in self._every_sink():
             sink.reopen()
 
     def close(self) -> None:
         """Close every sink."""
-        for sink in [*self.sinks.values(), self.quarantine.sink]:
+        for sink in self._every_sink():
             sink.close()
+
+    def _every_sink(self) -> list[Sink]:
+        """The outputs' sinks and the quarantine's."""
+        return [*self.sinks.values(), self.quarantine.sink]
