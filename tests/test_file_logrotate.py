@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, publish, traffic, wait_for,
-                     write_config)
+from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, publish, queue_depth, traffic,
+                     wait_for, write_config)
 from test_daemon_broker import RECORD_FORMAT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,14 +39,19 @@ def snippet(mode: str, path: Path, pid: int) -> str:
 
 def start_rotating(conf: Path, state: Path, every: float = 0.5) -> subprocess.Popen:
     """logrotate -f in a loop, its complaints collected in conf.errors (stopped by the caller)."""
-    loop = f'while :; do logrotate -f -s "{state}" "{conf}" 2>>"{conf}.errors"; echo >>"{conf}.runs"; sleep {every}; done'
+    loop = (f'while [ ! -e "{conf}.stop" ]; do logrotate -f -s "{state}" "{conf}" 2>>"{conf}.errors"; '
+            f'echo >>"{conf}.runs"; sleep {every}; done')
     return subprocess.Popen(["sh", "-c", loop], start_new_session=True)
 
 
 def stop_rotating(loop: subprocess.Popen, conf: Path) -> int:
-    """Stop the loop (its whole process group) and return how many rotations ran."""
-    os.killpg(loop.pid, signal.SIGTERM)
-    loop.wait()
+    """Let the loop finish the rotation in hand, then stop; return how many rotations ran."""
+    Path(f"{conf}.stop").touch()  # a logrotate killed mid-copy would leave lines in two files
+    try:
+        loop.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(loop.pid, signal.SIGTERM)
+        loop.wait()
     # a batch landing between logrotate's rename and its create makes logrotate keep our
     # new file as NAME-DATE.backup and complain: nothing is lost, the count includes that file
     errors = [line for line in Path(f"{conf}.errors").read_text().splitlines()
@@ -61,16 +66,18 @@ def messages() -> list[dict]:
     return traffic(EMAILS, seed=3)
 
 
-def records_written(folder: Path) -> int:
-    """Newlines in every file of the output so far (a file logrotate is compressing counts 0)."""
-    count = 0
+def records_so_far(folder: Path) -> int:
+    """Distinct lines in every file of the output so far (while logrotate copies, the copy and
+    the original hold the same lines; a file being compressed or renamed counts 0)."""
+    seen: set[bytes] = set()
     for file in folder.glob("all.jsonl*"):
         try:
             data = file.read_bytes()
-            count += (gzip.decompress(data) if file.name.endswith(".gz") else data).count(b"\n")
+            whole = (gzip.decompress(data) if file.name.endswith(".gz") else data).split(b"\n")[:-1]
+            seen.update(whole)  # only lines with their newline: a read may catch a write half-way
         except (OSError, EOFError):
-            pass  # renamed, removed or half-written meanwhile
-    return count
+            pass
+    return len(seen)
 
 
 def every_line(folder: Path) -> list[str]:
@@ -100,10 +107,11 @@ def test_logrotate_forced_twice_a_second_under_load_loses_and_duplicates_nothing
         loop = start_rotating(conf, state)
         try:
             published = publish(vhost_url, events)  # the daemon writes while this publishes
-            wait_for(lambda: records_written(output.parent) >= len(expected), what="every record")
+            wait_for(lambda: records_so_far(output.parent) >= len(expected), timeout=120, what="every record")
             assert daemon.stop() == 0
         finally:
             runs = stop_rotating(loop, conf)
+    assert queue_depth(vhost_url, "results") == queue_depth(vhost_url, "retry") == 0, "unacked messages came back"
     seconds = time.monotonic() - started
     lines = every_line(output.parent)
     counts = Counter((r["recipient"], r["attempt"], r["time"]) for r in map(json.loads, lines))
