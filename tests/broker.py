@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -18,10 +19,23 @@ SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port nobody listens on, below the kernel's range of ephemeral ports.
+
+    A server stopped and started again (a broker restart) must get its port back. Inside the
+    ephemeral range an outgoing connection, such as the daemon retrying that very port, may
+    be given it as its own port meanwhile (and even connect to itself): the restart then
+    fails with eaddrinuse. Below the range no connection is handed the port.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(500):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class RabbitNode:
@@ -30,7 +44,8 @@ class RabbitNode:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="logship-rabbit-"))
         self.name = f"logship-test-{uuid.uuid4().hex[:8]}@localhost"
-        self.port, self.dist_port = free_port(), free_port()
+        self.port = free_port()
+        self.dist_port = next(port for port in iter(free_port, None) if port != self.port)
         (self.dir / "enabled_plugins").write_text("[].\n")
         (self.dir / "rabbitmq.conf").write_text("loopback_users = none\nlog.console = false\n")
         if os.geteuid() == 0:
