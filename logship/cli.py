@@ -11,7 +11,7 @@ import orjson
 from . import __version__
 from .config import Config, Queue, load, scoped, warnings
 from .errors import ConfigError, FormatError, LogshipError, MessageError, OutputError, RenderError
-from .formats import FormatSet
+from .formats import FormatSet, utc_iso
 from .record import Source, decode, records
 
 EXIT_OK = 0
@@ -153,8 +153,7 @@ def _queue(config: Config, name: str) -> Queue:
 def _modified(path: str) -> str:
     """A file's modification time in UTC, ISO 8601: when this version of a format was saved."""
     import os
-    import time
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.stat(path).st_mtime))
+    return utc_iso(os.stat(path).st_mtime)
 
 
 def _open(name: str) -> IO[bytes]:

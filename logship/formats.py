@@ -18,7 +18,7 @@ from .filters import FILTERS
 SUFFIX = ".j2"
 # C0 and C1 controls, DEL and the Unicode line and paragraph separators: any of them could
 # split a record or hide part of it on a terminal. Escapes are valid inside JSON strings too.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # `{#- header: a,b,c -#}` as a format's first line: written first in every file it starts
 _HEADER = re.compile(r"\A\{#-?\s*header:\s*(.*?)\s*-?#\}")
@@ -34,7 +34,7 @@ def one_line(text: str) -> str:
     """`text` with every control character escaped, so a record is always one line."""
     # isprintable() is false for every control and separator character, and much cheaper
     # than the search for the common line that has none (a non-ASCII space costs a search).
-    return text if text.isprintable() else _CONTROL.sub(_escape, text)
+    return text if text.isprintable() else CONTROL.sub(_escape, text)
 
 
 def _finalize(value: Any) -> Any:
@@ -143,7 +143,7 @@ def compile_expression(source: str) -> Callable[..., Any]:
     return ENV.compile_expression(source, undefined_to_none=False)
 
 
-def _iso(epoch: float) -> str:
+def utc_iso(epoch: float) -> str:
     """A UTC time to the second, ISO 8601."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
@@ -181,7 +181,7 @@ class FormatSet:
 
     def versions(self) -> dict[str, str]:
         """Each live format's content hash and load time, for the log."""
-        return {name: f"sha256 {f.digest} loaded {_iso(f.loaded)}" for name, f in sorted(self.formats.items())}
+        return {name: f"sha256 {f.digest} loaded {utc_iso(f.loaded)}" for name, f in sorted(self.formats.items())}
 
     def __contains__(self, name: str) -> bool:
         return name in self.formats

@@ -7,12 +7,11 @@ import time
 from typing import Any, Callable
 
 from .errors import RecordRefused
+from .formats import CONTROL
 
 # `{{ expression }}` pieces of a path; everything else is literal text with strftime codes
 _EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.S)
 _STRFTIME = re.compile(r"%[a-zA-Z]")
-# C0 and C1 controls, DEL and the Unicode line separators: never part of a file name
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _MAX_SEGMENT = 255  # bytes: NAME_MAX on Linux file systems
 
 
@@ -85,7 +84,7 @@ def check_relative(path: str) -> str:
     """`path` when it is a safe relative path; RecordRefused naming the problem otherwise."""
     if path.startswith("/"):
         raise RecordRefused(f"path {path!r} refused: absolute")
-    match = _CONTROL.search(path)
+    match = CONTROL.search(path)  # the characters a record's line escapes: never in a file name
     if match:
         raise RecordRefused(f"path {path!r} refused: control character U+{ord(match.group()):04X}")
     for segment in path.split("/"):

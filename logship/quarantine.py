@@ -6,7 +6,7 @@ import time
 
 import orjson
 
-from .record import Source, _iso
+from .record import Source, utc_iso_millis
 from .sinks.file import FileSink
 
 
@@ -19,7 +19,7 @@ class Quarantine:
 
     def keep(self, body: bytes, source: Source, reason: str, content_encoding: str | None = None) -> None:
         """Buffer one rejected delivery: raw body (text when UTF-8, else base64) and why."""
-        entry = {"quarantined": _iso(time.time()), "reason": reason, "queue": source.queue,
+        entry = {"quarantined": utc_iso_millis(time.time()), "reason": reason, "queue": source.queue,
                  "routing_key": source.routing_key, "redelivered": source.redelivered,
                  "content_encoding": content_encoding}
         try:

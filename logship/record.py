@@ -57,7 +57,7 @@ def records(message: dict[str, Any], source: Source, received: float) -> list[Re
     results = message["results"]
     count = len(results)
     extracted = _extracted(message)
-    stamp = _iso(received)
+    stamp = utc_iso_millis(received)
     recipient_domain, envelope_domain = domain(message.get("recipient")), domain(message.get("envelope"))
     message_id = extracted["headers"].get("message-id", "")
     out = []
@@ -142,7 +142,7 @@ def _extracted(message: dict[str, Any]) -> dict[str, Any]:
     return extracted
 
 
-def _iso(epoch: float) -> str:
+def utc_iso_millis(epoch: float) -> str:
     """UTC ISO 8601 with milliseconds and a Z."""
     seconds, millis = divmod(int(epoch * 1000), 1000)
     return f"{_iso_seconds(seconds)}.{millis:03d}Z"
