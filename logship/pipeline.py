@@ -55,6 +55,17 @@ def routers(config: Config) -> list[Router]:
     return ready
 
 
+class Lane:
+    """A route wired to its sink: what each record it takes needs, looked up once per setup."""
+
+    __slots__ = ("router", "route", "sink", "check", "counted")
+
+    def __init__(self, router: Router, sink: Sink) -> None:
+        self.router, self.route, self.sink = router, router.route, sink
+        self.check: Callable[[dict[str, Any]], Any] | None = getattr(sink, "check", None)
+        self.counted = (router.route.output, router.route.format)  # the key of Stats.buffered
+
+
 class Pipeline:
     """Decodes, routes, renders and writes; `flush` makes it durable."""
 
@@ -66,10 +77,11 @@ class Pipeline:
         self.stats = stats or Stats()  # passed in so counts survive a rebuilt pipeline
         self.routers = routers(config)
         self._missing: set[str] = set()  # formats routed to but not loaded, warned about once
-        self._set_headers()
+        self._wire()
 
-    def _set_headers(self) -> None:
-        """Give each sink the header of its formats, when all its routes agree on one."""
+    def _wire(self) -> None:
+        """Give each route its sink (a lane) and each sink the header of its formats."""
+        self.lanes = [Lane(router, self.sinks[router.route.output]) for router in self.routers]
         for name, sink in self.sinks.items():
             headers = {getattr(self.formats.formats.get(r.format), "header", None)
                        for r in self.config.routes if r.output == name}
@@ -97,35 +109,32 @@ class Pipeline:
                 self.stats.render_errors[error.format_name] += 1
             self._quarantine(delivery, str(error), message)
             return False
-        for output, record, line, route in lines:
-            self.sinks[output].write(record, line, route)
-            self.stats.buffered[(output, route.format)] += 1
+        buffered = self.stats.buffered
+        for lane, record, line in lines:
+            lane.sink.write(record, line, lane.route)
+            buffered[lane.counted] += 1
         return True
 
-    def render(self, batch: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], str, Route]]:
-        """Every (output, record, line, route) the records make; all or nothing, so a replay is exact."""
+    def render(self, batch: list[dict[str, Any]]) -> list[tuple[Lane, dict[str, Any], str]]:
+        """Every (lane, record, line) the records make; all or nothing, so a replay is exact."""
         lines = []
+        formats = self.formats.formats
         for record in batch:
-            for router in self.routers:
-                name = router.route.format
+            for lane in self.lanes:
+                router = lane.router
                 try:
                     if not router.matches(record):
                         continue
                 except Exception as error:  # a user's `when` may raise anything
-                    raise RenderError(name, f"route `when` failed: {type(error).__name__}: {error}") from None
-                fmt = self.formats.formats.get(name)
+                    raise RenderError(lane.route.format, f"route `when` failed: {type(error).__name__}: {error}") from None
+                fmt = formats.get(lane.route.format)
                 if fmt is None:
                     self._format_missing(router)
                     continue
-                lines.append((router.route.output, record, fmt.render(record), router.route))
-                self._check(router.route.output, record)
+                lines.append((lane, record, fmt.render(record)))
+                if lane.check is not None:
+                    lane.check(record)  # the output may refuse it before anything is written
         return lines
-
-    def _check(self, output: str, record: dict[str, Any]) -> None:
-        """Let the output refuse the record (RecordRefused) before anything of the message is written."""
-        check = getattr(self.sinks[output], "check", None)
-        if check is not None:
-            check(record)
 
     def _format_missing(self, router: Router) -> None:
         """A route whose format is gone (deleted) writes nothing; say so once, not per record."""
@@ -150,7 +159,7 @@ class Pipeline:
         self.config, self.formats, self.routers = config, formats, ready
         self.sinks, self.quarantine = sinks, quarantine
         self._missing &= {r.route.format for r in ready} - set(formats.formats)
-        self._set_headers()
+        self._wire()
         for sink in retired:
             sink.close()
 

@@ -144,11 +144,18 @@ def _extracted(message: dict[str, Any]) -> dict[str, Any]:
 
 def utc_iso_millis(epoch: float) -> str:
     """UTC ISO 8601 with milliseconds and a Z."""
-    seconds, millis = divmod(int(epoch * 1000), 1000)
+    return _iso_millis(int(epoch * 1000))
+
+
+# Cached, as a busy queue delivers dozens of messages in the same millisecond.
+@functools.lru_cache(maxsize=2)
+def _iso_millis(millis: int) -> str:
+    """UTC ISO 8601 of a time in whole milliseconds."""
+    seconds, millis = divmod(millis, 1000)
     return f"{_iso_seconds(seconds)}.{millis:03d}Z"
 
 
 @functools.lru_cache(maxsize=4)
 def _iso_seconds(seconds: int) -> str:
-    """UTC ISO 8601 to the second; cached, as a busy queue delivers many times a second."""
+    """UTC ISO 8601 to the second."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))

@@ -9,7 +9,9 @@ import pytest
 from helpers import write_config
 from logship.config import load
 from logship.errors import OutputError
+from logship.formats import FormatSet
 from logship.pipeline import Delivery, Pipeline
+from logship.quarantine import Quarantine
 from logship.record import Source
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -68,9 +70,8 @@ class FakeSink:
 def pipeline(workdir: Path) -> Pipeline:
     """A pipeline over the config above with fake sinks."""
     config = load(write_config(workdir, "amqp://localhost", ROUTES))
-    built = Pipeline.build(config)
-    built.sinks = {name: FakeSink(name) for name in built.sinks}
-    return built
+    sinks = {output.name: FakeSink(output.name) for output in config.outputs}
+    return Pipeline(config, FormatSet.load(config.formats.dir), sinks, Quarantine(config.quarantine.path))
 
 
 def delivery(name: str, queue: str = "results", **changes: object) -> Delivery:

@@ -8,7 +8,12 @@ from ..outputs import FileOutput, Output, SyslogOutput
 
 
 class Sink(Protocol):
-    """Where rendered records go. Only `flush` promises anything is held."""
+    """Where rendered records go. Only `flush` promises anything is held.
+
+    A sink may also have `check(record)`, called for each record before anything of its
+    message is written, raising RecordRefused to quarantine the message instead; a sink
+    without one (or with None) has nothing to check.
+    """
 
     name: str
 

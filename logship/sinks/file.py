@@ -28,6 +28,9 @@ class FileSink:
         self.template = PathTemplate(path) if is_template(path) else None
         self.header: str | None = None  # written first into every file this sink starts
         self._buffers: dict[str, list[str]] = {}
+        # Per-record paths are worked out, and refused when unsafe, before anything of the
+        # message is written (see Sink.check); one fixed path has nothing to check.
+        self.check: Callable[[dict[str, Any]], str] | None = self._path_of if self.template else None
         # paths check() worked out, so that write() need not render them again: id -> (record, path)
         self._checked: dict[int, tuple[dict[str, Any], str]] = {}
         self._files: OrderedDict[str, LogFile] = OrderedDict()  # least recently used first
@@ -43,12 +46,10 @@ class FileSink:
         return cls(output.name, output.path, output.sync, int(output.mode, 8), int(output.dir_mode, 8),
                    uid=uid, gid=gid, rotate=policy(output), max_open_files=output.max_open_files, clock=clock)
 
-    def check(self, record: dict[str, Any]) -> str:
+    def _path_of(self, record: dict[str, Any]) -> str:
         """The file `record` goes to; RecordRefused when its path would be unsafe (called before writing)."""
-        if self.template is None:
-            return self.path
         try:
-            path = self.template.render(record)
+            path = self.template.render(record)  # type: ignore[union-attr]
         except RecordRefused as error:
             raise RecordRefused(f"output {self.name!r}: {error}") from None
         self._checked[id(record)] = (record, path)
@@ -56,9 +57,15 @@ class FileSink:
 
     def write(self, record: dict[str, Any], line: str, route: Route | None = None) -> None:
         """Buffer one line for its file until the next flush (the route does not matter to a file)."""
-        checked = self._checked.pop(id(record), None)
-        path = checked[1] if checked is not None and checked[0] is record else self.check(record)
-        self._buffers.setdefault(path, []).append(line)
+        if self.template is None:
+            path = self.path
+        else:
+            checked = self._checked.pop(id(record), None)
+            path = checked[1] if checked is not None and checked[0] is record else self._path_of(record)
+        lines = self._buffers.get(path)
+        if lines is None:
+            lines = self._buffers[path] = []
+        lines.append(line)
 
     def flush(self) -> None:
         """Write each file's buffered lines in one go, rotate when due, fdatasync as configured."""
