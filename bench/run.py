@@ -24,12 +24,12 @@ TARGETS = {  # ratio of logship's median rate to the peer's, at least
 }
 
 
-def write_config(work: Path, name: str, url: str, queue: str, fmt: str) -> Path:
+def write_config(work: Path, name: str, url: str, queue: str, fmt: str, prefetch: int = 1000) -> Path:
     """A config for one section: the bench queue in, one file output through `fmt` out."""
     path = work / f"{name}.toml"
     path.write_text(f"""[broker]
 url = "{url}"
-prefetch = 1000
+prefetch = {prefetch}
 
 [[queues]]
 name = "{queue}"
@@ -75,7 +75,7 @@ def e2e_rounds(args: argparse.Namespace, work: Path, corpus: Path, reference,
                expected: int, rss: list[float]) -> Rates:
     """logship run and the null and naive peers, each draining the same loaded queue."""
     out, broker = work / "out", Broker(args.url, args.queue)
-    config = write_config(work, "e2e", args.url, args.queue, args.format)
+    config = write_config(work, "e2e", args.url, args.queue, args.format, args.prefetch)
     peer = [PYTHON, str(PEERS / "peer_consumer.py")]
     naive = [*peer, "naive", args.url, args.queue, str(args.messages), str(out / "naive.jsonl")]
 
@@ -179,7 +179,7 @@ def percentiles(delays: list[float]) -> str:
     return f"p50 {cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms, max {max(delays) * 1000:.0f} ms"
 
 
-def report(section: str, rates: Rates, ours: str) -> list[str]:
+def report(section: str, rates: Rates, ours: str, judged: bool = True) -> list[str]:
     """Rows of the table: medians and rounds, then ratios against each peer with their spread."""
     lines = []
     for name, (wall, cpu) in rates.items():
@@ -187,7 +187,8 @@ def report(section: str, rates: Rates, ours: str) -> list[str]:
                      f"{statistics.median(cpu):,.0f} | {_runs(cpu)} |")
     for name in rates:
         if name != ours:
-            lines.append(f"| {section} | **{ours} / {name}** | {_ratio(rates, ours, name, 0, section)} | "
+            judge = section if judged else None
+            lines.append(f"| {section} | **{ours} / {name}** | {_ratio(rates, ours, name, 0, judge)} | "
                          f"{_ratio(rates, ours, name, 1, None)} |")
     return lines
 
@@ -226,6 +227,8 @@ def main() -> int:
                    "(default reference; reference-fields writes it field by field)")
     p.add_argument("--rate", type=float, default=5000, help="latency: messages a second (default 5000)")
     p.add_argument("--seconds", type=float, default=10, help="latency: how long to publish (default 10)")
+    p.add_argument("--prefetch", type=int, default=1000, help="end to end: logship's prefetch (default 1000, "
+                   "the peers'; the RSS target is at 1000)")
     p.add_argument("--only", action="append", choices=["replay", "e2e", "latency", "reload"],
                    help="run only these sections (repeatable)")
     args = p.parse_args()
@@ -245,10 +248,13 @@ def main() -> int:
             table += report("replay", replay_rounds(args, work, corpus, reference), "logship replay")
         if "e2e" in args.sections:
             rss: list[float] = []
-            table += report("end to end", e2e_rounds(args, work, corpus, reference, expected, rss), "logship run")
+            # the targets compare like with like: logship at the peers' prefetch
+            table += report("end to end", e2e_rounds(args, work, corpus, reference, expected, rss), "logship run",
+                            judged=args.prefetch == 1000)
             verdict = "met" if max(rss) < 80 else "MISSED"
-            table.append(f"| end to end | logship peak RSS (prefetch 1000) | {max(rss):.1f} MiB | "
-                         f"{' '.join(f'{r:.1f}' for r in rss)} (target < 80 MiB: {verdict}) | | |")
+            target = f" (target < 80 MiB: {verdict})" if args.prefetch == 1000 else ""
+            table.append(f"| end to end | logship peak RSS (prefetch {args.prefetch}) | {max(rss):.1f} MiB | "
+                         f"{' '.join(f'{r:.1f}' for r in rss)}{target} | | |")
         if "latency" in args.sections:
             total, inside, published = latency(args, work, corpus)
             p99 = statistics.quantiles(total, n=100)[98]

@@ -126,7 +126,8 @@ class Pipeline:
                     if not router.matches(record):
                         continue
                 except Exception as error:  # a user's `when` may raise anything
-                    raise RenderError(lane.route.format, f"route `when` failed: {type(error).__name__}: {error}") from None
+                    raise RenderError(lane.route.format,
+                                      f"route `when` failed: {type(error).__name__}: {error}") from None
                 fmt = formats.get(lane.route.format)
                 if fmt is None:
                     self._format_missing(router)
