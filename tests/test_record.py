@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from logship.errors import MessageError
-from logship.record import Headers, Source, decode, outcome, records
+from logship.record import Headers, Source, decode, outcome, records, utc_iso_millis
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -111,3 +111,11 @@ def test_gzip_bodies_are_decoded():
 def test_bodies_that_are_not_result_messages_raise_message_error(body, encoding, reason):
     with pytest.raises(MessageError, match=reason):
         decode(body, encoding)
+
+
+def test_received_stamps_are_right_across_milliseconds_and_seconds_despite_the_cache():
+    # the cache holds the last milliseconds: a repeat, the next one and a new second must all be exact
+    times = [86400.0005, 86400.0009, 86400.001, 86400.999, 86401.0, 86400.0005]
+    assert [utc_iso_millis(t) for t in times] == [
+        "1970-01-02T00:00:00.000Z", "1970-01-02T00:00:00.000Z", "1970-01-02T00:00:00.001Z",
+        "1970-01-02T00:00:00.999Z", "1970-01-02T00:00:01.000Z", "1970-01-02T00:00:00.000Z"]
