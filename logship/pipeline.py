@@ -75,13 +75,12 @@ class Pipeline:
         self.config, self.formats, self.sinks = config, formats, sinks
         self.quarantine, self.clock = quarantine, clock
         self.stats = stats or Stats()  # passed in so counts survive a rebuilt pipeline
-        self.routers = routers(config)
         self._missing: set[str] = set()  # formats routed to but not loaded, warned about once
-        self._wire()
+        self._wire(routers(config))
 
-    def _wire(self) -> None:
+    def _wire(self, ready: list[Router]) -> None:
         """Give each route its sink (a lane) and each sink the header of its formats."""
-        self.lanes = [Lane(router, self.sinks[router.route.output]) for router in self.routers]
+        self.lanes = [Lane(router, self.sinks[router.route.output]) for router in ready]
         for name, sink in self.sinks.items():
             headers = {getattr(self.formats.formats.get(r.format), "header", None)
                        for r in self.config.routes if r.output == name}
@@ -157,10 +156,10 @@ class Pipeline:
         retired = [s for s in self._every_sink() if id(s) not in kept]
         for sink in retired:
             sink.flush()
-        self.config, self.formats, self.routers = config, formats, ready
+        self.config, self.formats = config, formats
         self.sinks, self.quarantine = sinks, quarantine
         self._missing &= {r.route.format for r in ready} - set(formats.formats)
-        self._wire()
+        self._wire(ready)
         for sink in retired:
             sink.close()
 

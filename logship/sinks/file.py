@@ -31,7 +31,7 @@ class FileSink:
         # Per-record paths are worked out, and refused when unsafe, before anything of the
         # message is written (see Sink.check); one fixed path has nothing to check.
         self.check: Callable[[dict[str, Any]], str] | None = self._path_of if self.template else None
-        # paths check() worked out, so that write() need not render them again: id -> (record, path)
+        # paths check (_path_of) worked out, so that write() need not render them again: id -> (record, path)
         self._checked: dict[int, tuple[dict[str, Any], str]] = {}
         self._files: OrderedDict[str, LogFile] = OrderedDict()  # least recently used first
         self._scanned: set[str] = set()
