@@ -25,13 +25,18 @@ class Broker:
     password_file: str | None = field(default=None, metadata=PATH)
     prefetch: int = 1000
     heartbeat: int = 30
-    batch_size: int = 500        # acknowledge at most this many deliveries at once
+    # acknowledge at most this many deliveries at once; unset: a quarter of prefetch (see README)
+    batch_size: int | None = None
     batch_interval: float = 0.05  # and at the latest this many seconds after the first
     reconnect_max: float = 30.0   # cap of the reconnect backoff, seconds
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("amqp://", "amqps://")):
             raise ValueError("url: must start with amqp:// or amqps://")
+        if self.batch_size is None:
+            # Acks a quarter of the window at a time, so the broker always has three quarters
+            # to send ahead while a batch syncs; and a batch fills even at a small prefetch.
+            object.__setattr__(self, "batch_size", max(1, self.prefetch // 4))
         for name in ("prefetch", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1")
@@ -193,6 +198,10 @@ def warnings(config: Config) -> list[str]:
     if "results" in roles and roles & {"success", "failures"}:
         found.append("results and success/failures both consumed: every final result is written twice "
                      "unless routes select queues")
+    broker = config.broker
+    if broker.batch_size > broker.prefetch:  # type: ignore[operator]
+        found.append(f"broker.batch_size ({broker.batch_size}) is larger than broker.prefetch ({broker.prefetch}): "
+                     "a batch never fills, so every ack waits for broker.batch_interval")
     return found
 
 

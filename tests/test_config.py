@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from logship.config import load
+from logship.config import load, warnings
 from logship.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,10 +46,30 @@ def test_a_scope_can_be_set(workdir):
     assert load(write(workdir, text)).queues[0].scope == "message"
 
 
+@pytest.mark.parametrize("broker, batch_size", [
+    ("prefetch = 1000", 250),                    # unset: a quarter of the window
+    ("prefetch = 100", 25),                      # follows a smaller window, so batches still fill
+    ("prefetch = 3", 1),
+    ("prefetch = 1000\nbatch_size = 500", 500),  # set: kept as it is
+])
+def test_batch_size_is_a_quarter_of_prefetch_unless_set(workdir, broker, batch_size):
+    config = load(write(workdir, EXAMPLE.replace("prefetch = 1000", broker, 1)))
+    assert config.broker.batch_size == batch_size
+    assert not any("batch_size" in warning for warning in warnings(config))
+
+
+def test_a_batch_larger_than_the_prefetch_window_is_warned_about(workdir):
+    config = load(write(workdir, EXAMPLE.replace("prefetch = 1000", "prefetch = 100\nbatch_size = 500", 1)))
+    assert [w for w in warnings(config) if "batch_size" in w] == [
+        "broker.batch_size (500) is larger than broker.prefetch (100): a batch never fills, "
+        "so every ack waits for broker.batch_interval"]
+
+
 @pytest.mark.parametrize("change, key, problem", [
     (("prefetch = 1000", "prefetch = 1000\nprefech = 5"), "broker.prefech", "unknown key"),
     (("prefetch = 1000", 'prefetch = "many"'), "broker.prefetch", "expected an integer"),
     (("prefetch = 1000", "prefetch = 0"), "broker.prefetch", "at least 1"),
+    (("prefetch = 1000", "prefetch = 1000\nbatch_size = 0"), "broker.batch_size", "at least 1"),
     (('type = "file"\npath = "log/bounces.jsonl"', 'type = "fiel"\npath = "log/bounces.jsonl"'),
      "outputs[1].type", "must be one of 'file'"),
     (('output = "bounces"', 'output = "bounce"'), "routes[1].output", "no output called 'bounce'"),
