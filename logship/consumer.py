@@ -19,6 +19,12 @@ log = logging.getLogger("logship")
 # What a lost broker looks like; each of these ends in a reconnect.
 BROKER_ERRORS = (pika.exceptions.AMQPError, ConnectionError, OSError)
 
+# A batch is also settled once the broker has sent nothing for this share of batch_interval
+# (5 ms of the default 50): the end of a burst reaches the disk then, not 50 ms later, much
+# as rsyslog's omfile flushes when its queue runs dry. A steady stream is never that quiet,
+# so it fills its batches as before; a trickle of a few hundred a second syncs more often.
+QUIET_SHARE = 0.1
+
 
 class ConsumerCancelled(Exception):
     """The broker cancelled a consumer (its queue was deleted)."""
@@ -37,6 +43,7 @@ class Consumer:
         self.connection: pika.BlockingConnection | None = None
         self._pending: list[tuple[int, bool, str]] = []   # (delivery tag, ack?, queue) not yet settled
         self._first_pending = 0.0
+        self._last_arrival = 0.0  # when a loop turn last brought deliveries
         self._retry_at = 0.0
         self._output_backoff = 0.0
         self.output_error: str | None = None
@@ -114,7 +121,10 @@ class Consumer:
         if self.on_consuming:
             self.on_consuming()
         while not (self.stopping or self._reconnect):
+            held = len(self._pending)
             connection.process_data_events(time_limit=self._wait())
+            if len(self._pending) > held:  # once a turn, not once a delivery
+                self._last_arrival = time.monotonic()
             if channel.is_closed:  # the broker closed it (a protocol error): its deliveries are requeued
                 raise pika.exceptions.ChannelWrongStateError("the broker closed the channel")
             self._settle(channel, force=False)
@@ -150,15 +160,20 @@ class Consumer:
         """How long the next poll may block: until the batch is due, at most a second."""
         if not self._pending:
             return self.tick_interval
-        due = max(self._first_pending + self.broker.batch_interval, self._retry_at)
+        due = max(self._batch_due(), self._retry_at)
         return min(max(due - time.monotonic(), 0.0), self.tick_interval)
+
+    def _batch_due(self) -> float:
+        """When the batch in hand is due, unless it fills first: its interval is over, or the broker went quiet."""
+        interval = self.broker.batch_interval
+        return min(self._first_pending + interval, self._last_arrival + interval * QUIET_SHARE)
 
     def _settle(self, channel: object, force: bool) -> None:
         """Flush the outputs when the batch is due, then reject and ack what they hold."""
         if not self._pending:
             return
         now = time.monotonic()
-        due = len(self._pending) >= self.broker.batch_size or now - self._first_pending >= self.broker.batch_interval
+        due = len(self._pending) >= self.broker.batch_size or now >= self._batch_due()
         if not (due or force) or now < self._retry_at:
             return
         try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -17,10 +18,10 @@ RECORD_FORMAT = ('{{ {"recipient": message.recipient, "attempt": record.attempt_
 
 
 
-def trace_config(workdir: Path, url: str, extra: str = "") -> Path:
+def trace_config(workdir: Path, url: str, extra: str = "", broker: str = "") -> Path:
     """A config writing one JSON trace line per record to log/all.jsonl."""
     (workdir / "formats" / "trace.j2").write_text(RECORD_FORMAT)
-    return write_config(workdir, url, TRACE_OUTPUT + extra)
+    return write_config(workdir, url, TRACE_OUTPUT + extra, broker=broker)
 
 
 def attempts_written(path: Path) -> list[dict]:
@@ -122,3 +123,21 @@ def test_a_deleted_queue_is_noticed_and_consumption_resumes_when_it_returns(work
         assert daemon.stop() == 0
     reasons = [e.get("error", "") for e in daemon.log() if e["message"] == "reconnecting to the broker"]
     assert any("cancelled" in r for r in reasons)
+
+
+def test_the_end_of_a_burst_is_acked_once_the_broker_goes_quiet_not_after_the_interval(workdir, vhost_url):
+    # batch_interval 5 s: the burst is settled after a tenth of it without deliveries
+    config = trace_config(workdir, vhost_url, broker="batch_interval = 5.0\n")
+    events = [e for e in traffic(30, seed=5) if e["queue"] == "results"]
+    output = workdir / "log" / "all.jsonl"
+    with RunningDaemon(config) as daemon:
+        wait_for(lambda: "consuming" in daemon.messages(), what="consuming")
+        publish(vhost_url, events)
+        published = time.monotonic()
+        wait_for(lambda: line_count(output) == len(events), timeout=4.0,  # scope latest: one each
+                 what="the burst written before its batch_interval is over")
+        written_after = time.monotonic() - published
+        daemon.process.kill()  # no settling on the way out: only what was acked stays gone
+        daemon.process.wait()
+    assert 0.4 < written_after < 4.0
+    assert queue_depth(vhost_url, "results") == 0  # acked, not only written
