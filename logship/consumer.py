@@ -20,10 +20,11 @@ log = logging.getLogger("logship")
 BROKER_ERRORS = (pika.exceptions.AMQPError, ConnectionError, OSError)
 
 # A batch is also settled once the broker has sent nothing for this share of batch_interval
-# (5 ms of the default 50): the end of a burst reaches the disk then, not 50 ms later, much
-# as rsyslog's omfile flushes when its queue runs dry. A steady stream is never that quiet,
-# so it fills its batches as before; a trickle of a few hundred a second syncs more often.
-QUIET_SHARE = 0.1
+# (10 ms of the default 50): the end of a burst reaches the disk then, not up to 50 ms later,
+# much as rsyslog's omfile flushes when its queue runs dry. A steady stream is never that
+# quiet, so it fills its batches as before. A trickle of about 100 a second syncs more often,
+# but never more than about twice as often as batch_interval alone allows (README, "Batches").
+QUIET_SHARE = 0.2
 
 
 class ConsumerCancelled(Exception):

@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
 import pika
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "bench" / "peers" / "mailerq_results.py"  # the team's traffic generator
@@ -130,3 +132,16 @@ class RunningDaemon:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the endpoint: (name, sorted labels) -> value."""
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def metrics_url(daemon: RunningDaemon) -> str:
+    """The URL the daemon says it serves metrics on (it listens on port 0: a free one)."""
+    wait_for(lambda: "metrics listening" in daemon.messages(), timeout=30, what="the metrics server")
+    return next(e["url"] for e in daemon.log() if e["message"] == "metrics listening")

@@ -50,16 +50,16 @@ def consumer_holding(deliveries: int, first: float, last: float) -> tuple[Consum
 
 def test_a_trickle_waits_for_the_interval_while_deliveries_keep_coming(clock):
     consumer, outputs = consumer_holding(5, first=1000.0, last=1000.55)
-    clock[0] = 1000.6  # 0.05 s since the last delivery: less than the tenth of the interval
+    clock[0] = 1000.6  # 0.05 s since the last delivery: less than a fifth of the interval
     channel = Channel()
     consumer._settle(channel, force=False)
     assert (outputs.flushes, channel.acks) == (0, [])
-    assert consumer._wait() == pytest.approx(0.05)  # the next poll ends when the quiet would be over
+    assert consumer._wait() == pytest.approx(0.15)  # the next poll ends when the quiet would be over
 
 
 def test_a_quiet_broker_settles_the_batch_before_its_interval(clock):
     consumer, outputs = consumer_holding(5, first=1000.0, last=1000.5)
-    clock[0] = 1000.61
+    clock[0] = 1000.71
     channel = Channel()
     consumer._settle(channel, force=False)
     assert (outputs.flushes, channel.acks) == (1, [5])

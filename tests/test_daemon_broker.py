@@ -10,8 +10,8 @@ from pathlib import Path
 import pika
 import pytest
 
-from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, line_count, publish,
-                     queue_depth, traffic, wait_for, write_config)
+from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, line_count, metrics_url, publish,
+                     queue_depth, scrape, traffic, wait_for, write_config)
 
 RECORD_FORMAT = ('{{ {"recipient": message.recipient, "attempt": record.attempt_number, "time": attempt.time, '
                  '"queue": record.queue, "redelivered": record.redelivered, "outcome": record.outcome} | json }}\n')
@@ -126,18 +126,20 @@ def test_a_deleted_queue_is_noticed_and_consumption_resumes_when_it_returns(work
 
 
 def test_the_end_of_a_burst_is_acked_once_the_broker_goes_quiet_not_after_the_interval(workdir, vhost_url):
-    # batch_interval 5 s: the burst is settled after a tenth of it without deliveries
-    config = trace_config(workdir, vhost_url, broker="batch_interval = 5.0\n")
+    # batch_interval 5 s: the burst is settled after a fifth of it (1 s) without deliveries
+    config = trace_config(workdir, vhost_url, '\n[metrics]\nlisten = "127.0.0.1:0"\n', broker="batch_interval = 5.0\n")
     events = [e for e in traffic(30, seed=5) if e["queue"] == "results"]
-    output = workdir / "log" / "all.jsonl"
+    acked = ("logship_deliveries_total", (("outcome", "acked"), ("queue", "results")))
     with RunningDaemon(config) as daemon:
+        url = metrics_url(daemon)
         wait_for(lambda: "consuming" in daemon.messages(), what="consuming")
         publish(vhost_url, events)
         published = time.monotonic()
-        wait_for(lambda: line_count(output) == len(events), timeout=4.0,  # scope latest: one each
-                 what="the burst written before its batch_interval is over")
-        written_after = time.monotonic() - published
-        daemon.process.kill()  # no settling on the way out: only what was acked stays gone
+        wait_for(lambda: scrape(url)[acked] == len(events), timeout=4.0,
+                 what="the burst acked before its batch_interval is over")
+        acked_after = time.monotonic() - published
+        daemon.process.kill()  # no settling on the way out: what was not acked would return
         daemon.process.wait()
-    assert 0.4 < written_after < 4.0
-    assert queue_depth(vhost_url, "results") == 0  # acked, not only written
+    assert 0.8 < acked_after < 4.0
+    assert line_count(workdir / "log" / "all.jsonl") == len(events)  # scope latest: one record each
+    assert queue_depth(vhost_url, "results") == 0

@@ -7,15 +7,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, line_count, publish,
-                     queue_depth, traffic, wait_for, write_config)
+from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, line_count, metrics_url, publish,
+                     queue_depth, scrape, traffic, wait_for, write_config)
 from logship.config import load
 from logship.errors import ConfigError
 
@@ -23,19 +21,6 @@ SAMPLES = Path(__file__).parent / "samples"
 # One JSON line per record; the recipient "boom@..." makes it fail, to count render errors.
 TRACE = ('{% if message.recipient.startswith("boom@") %}{{ 1 // 0 }}{% endif %}'
          '{{ {"recipient": message.recipient, "attempt": record.attempt_number} | json }}\n')
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of the endpoint: (name, sorted labels) -> value."""
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def metrics_url(daemon: RunningDaemon) -> str:
-    """The URL the daemon says it serves metrics on (it listens on port 0: a free one)."""
-    wait_for(lambda: "metrics listening" in daemon.messages(), timeout=30, what="the metrics server")
-    return next(e["url"] for e in daemon.log() if e["message"] == "metrics listening")
 
 
 def test_a_bad_listen_address_is_a_config_error_naming_the_key(tmp_path):
