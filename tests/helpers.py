@@ -30,10 +30,9 @@ output = "all"
 """
 
 
-def write_config(folder: Path, url: str, body: str, queues: tuple[str, ...] = ("results", "retry"),
-                 broker: str = "") -> Path:
-    """A config file in `folder` with `url`, the queues and `body` (outputs, routes, ...); `broker`: more [broker] keys."""
-    head = f'[broker]\nurl = "{url}"\nprefetch = 1000\n{broker}\n'
+def write_config(folder: Path, url: str, body: str, queues: tuple[str, ...] = ("results", "retry")) -> Path:
+    """A config file in `folder` with `url`, the queues and `body` (outputs, routes, ...)."""
+    head = f'[broker]\nurl = "{url}"\nprefetch = 1000\n\n'
     head += "".join(f'[[queues]]\nname = "{q}"\ndeclare = true\n' for q in queues)
     path = folder / "logship.toml"
     path.write_text(head + "\n" + body)

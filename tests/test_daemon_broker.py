@@ -18,10 +18,10 @@ RECORD_FORMAT = ('{{ {"recipient": message.recipient, "attempt": record.attempt_
 
 
 
-def trace_config(workdir: Path, url: str, extra: str = "", broker: str = "") -> Path:
+def trace_config(workdir: Path, url: str, extra: str = "") -> Path:
     """A config writing one JSON trace line per record to log/all.jsonl."""
     (workdir / "formats" / "trace.j2").write_text(RECORD_FORMAT)
-    return write_config(workdir, url, TRACE_OUTPUT + extra, broker=broker)
+    return write_config(workdir, url, TRACE_OUTPUT + extra)
 
 
 def attempts_written(path: Path) -> list[dict]:
@@ -127,7 +127,8 @@ def test_a_deleted_queue_is_noticed_and_consumption_resumes_when_it_returns(work
 
 def test_the_end_of_a_burst_is_acked_once_the_broker_goes_quiet_not_after_the_interval(workdir, vhost_url):
     # batch_interval 5 s: the burst is settled after a fifth of it (1 s) without deliveries
-    config = trace_config(workdir, vhost_url, '\n[metrics]\nlisten = "127.0.0.1:0"\n', broker="batch_interval = 5.0\n")
+    config = trace_config(workdir, vhost_url, '\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    config.write_text(config.read_text().replace("prefetch = 1000", "prefetch = 1000\nbatch_interval = 5.0"))
     events = [e for e in traffic(30, seed=5) if e["queue"] == "results"]
     acked = ("logship_deliveries_total", (("outcome", "acked"), ("queue", "results")))
     with RunningDaemon(config) as daemon:
