@@ -1,4 +1,4 @@
-"""The only module that knows pika: connection, qos, batched acks, reconnects."""
+"""The only module that knows pika (with amqp_reads): connection, qos, batched acks, reconnects."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +9,7 @@ from typing import Callable, Iterable
 import pika
 import pika.exceptions
 
+from . import amqp_reads
 from .config import Broker, Queue
 from .errors import OutputError
 from .pipeline import Delivery, Pipeline
@@ -108,6 +109,9 @@ class Consumer:
         params.connection_attempts = 1
         self._reconnect = False
         self.connection = connection = pika.BlockingConnection(params)
+        if not amqp_reads.install(connection):
+            log.info("pika's internals are not the expected ones; reading the socket as pika does",
+                     extra={"pika": pika.__version__})
         channel = connection.channel()
         channel.basic_qos(prefetch_count=self.broker.prefetch)
         channel.add_on_cancel_callback(self._on_cancel)

@@ -1,0 +1,154 @@
+"""The larger socket reads: the same frames as pika's own loop, however the bytes arrive."""
+from __future__ import annotations
+
+import json
+import random
+
+import pika
+import pika.connection
+import pytest
+from pika import frame, spec
+
+from helpers import RunningDaemon, line_count, publish, queue_depth, wait_for, write_config
+from logship import amqp_reads
+
+
+class FrameSink:
+    """The part of a pika connection that `_on_data_available` uses; keeps the frames it is given."""
+
+    _read_frame = pika.connection.Connection._read_frame
+    _trim_frame_buffer = pika.connection.Connection._trim_frame_buffer
+
+    def __init__(self, close_after: int | None = None) -> None:
+        self._frame_buffer = b""
+        self.bytes_received = 0
+        self.frames: list[bytes] = []
+        self.close_after = close_after
+        self.is_closed = False
+
+    def _process_frame(self, value: frame.Frame) -> None:
+        self.frames.append(value.marshal())
+        if self.close_after is not None and len(self.frames) >= self.close_after:
+            self.is_closed, self._frame_buffer = True, b""  # as pika's _init_connection_state
+
+
+def stream(deliveries: int, seed: int, largest_body: int = 300_000) -> bytes:
+    """A broker's bytes: deliveries of 0 B up to 300 KB (split into 128 KiB body frames), heartbeats."""
+    rng = random.Random(seed)
+    sizes = [size for size in (0, 3, 900, 1100, 5000, 70_000, 300_000) if size <= largest_body]
+    parts = []
+    for tag in range(1, deliveries + 1):
+        body = rng.randbytes(rng.choice(sizes))
+        deliver = spec.Basic.Deliver(f"ctag{tag % 3}", tag, tag % 5 == 0, "", "results")
+        parts.append(frame.Method(1, deliver).marshal())
+        props = spec.BasicProperties(content_type="application/json", delivery_mode=2,
+                                     headers={"n": tag, "text": "é" * (tag % 7)})
+        parts.append(frame.Header(1, len(body), props).marshal())
+        for at in range(0, len(body), 131_064):
+            parts.append(frame.Body(1, body[at:at + 131_064]).marshal())
+        if tag % 10 == 0:
+            parts.append(frame.Heartbeat().marshal())
+    return b"".join(parts)
+
+
+def chunks(data: bytes, seed: int, largest: int) -> list[bytes]:
+    """`data` cut at random places, as reads of up to `largest` bytes would return it."""
+    rng = random.Random(seed)
+    out, at = [], 0
+    while at < len(data):
+        size = rng.randint(1, largest)
+        out.append(data[at:at + size])
+        at += size
+    return out
+
+
+def feed(sink: FrameSink, handler, pieces: list[bytes]) -> FrameSink:
+    """Hand each piece to `handler` bound to `sink`, as the transport does with each read."""
+    for piece in pieces:
+        handler(sink, piece)
+    return sink
+
+
+# pika's own loop copies its buffer once a frame: byte-sized reads of large bodies take minutes
+@pytest.mark.parametrize("largest, largest_body", [(1, 5000), (7, 5000), (4096, 300_000), (65536, 300_000),
+                                                   (400_000, 300_000)])
+def test_the_frames_are_the_ones_pika_decodes_wherever_the_reads_split_them(largest, largest_body):
+    data = stream(120, seed=largest, largest_body=largest_body)
+    pieces = chunks(data, seed=largest + 1, largest=largest)
+    theirs = feed(FrameSink(), pika.connection.Connection._on_data_available, pieces)
+    ours = feed(FrameSink(), amqp_reads.on_data_available, pieces)
+    assert len(theirs.frames) > 2 * 120  # a method and a header frame a delivery, bodies, heartbeats
+    assert ours.frames == theirs.frames
+    assert ours.bytes_received == theirs.bytes_received == len(data)
+    assert ours._frame_buffer == theirs._frame_buffer == b""
+
+
+def test_a_partial_frame_waits_for_the_rest():
+    data = stream(3, seed=1)
+    sink = feed(FrameSink(), amqp_reads.on_data_available, [data[:-5]])
+    assert sink._frame_buffer and sink.bytes_received == len(data) - 5 - len(sink._frame_buffer)
+    amqp_reads.on_data_available(sink, data[-5:])
+    assert b"".join(sink.frames) == data and sink._frame_buffer == b""
+
+
+def test_nothing_is_decoded_after_the_connection_closes():
+    data = stream(5, seed=2)
+    sink = feed(FrameSink(close_after=2), amqp_reads.on_data_available, [data])
+    assert len(sink.frames) == 2 and sink._frame_buffer == b""
+
+
+def test_a_bad_frame_end_is_an_error_as_in_pika():
+    data = bytearray(stream(1, seed=3))
+    data[len(frame.Method(1, spec.Basic.Deliver("ctag1", 1, False, "", "results")).marshal()) - 1] = 0
+    for handler in (pika.connection.Connection._on_data_available, amqp_reads.on_data_available):
+        with pytest.raises(pika.exceptions.InvalidFrameError):
+            handler(FrameSink(), bytes(data))
+
+
+def test_install_leaves_an_unknown_connection_alone():
+    class Other:
+        _impl = object()
+    assert amqp_reads.install(Other()) is False  # type: ignore[arg-type]
+
+
+def test_a_real_connection_reads_64_kib_a_call(vhost_url):
+    connection = pika.BlockingConnection(pika.URLParameters(vhost_url))
+    try:
+        assert amqp_reads.install(connection) is True
+        assert connection._impl._transport._MAX_RECV_BYTES == amqp_reads.READ_BYTES
+        channel = connection.channel()  # a round trip through the new reader
+        assert channel.queue_declare("", exclusive=True).method.queue
+    finally:
+        connection.close()
+
+
+PADDING_FORMAT = '{{ {"recipient": message.recipient, "padding": message.padding | length} | json }}\n'
+
+
+def test_the_daemon_writes_every_body_whole_from_tiny_to_larger_than_a_frame(workdir, vhost_url):
+    rng = random.Random(5)
+    sizes = {f"user{i}@example.com": rng.choice([0, 10, 1000, 70_000, 140_000, 400_000]) for i in range(300)}
+    events = [{"queue": "results", "body": {
+        "recipient": recipient, "padding": "x" * size,
+        "results": [{"state": "delivered", "result": "ok", "time": "2026-11-29T10:00:00Z", "code": 250}]}}
+        for recipient, size in sizes.items()]
+    publish(vhost_url, events)
+    (workdir / "formats" / "trace.j2").write_text(PADDING_FORMAT)
+    config = write_config(workdir, vhost_url, """
+[[outputs]]
+name = "all"
+type = "file"
+path = "log/all.jsonl"
+
+[[routes]]
+format = "trace"
+output = "all"
+""", queues=("results",))
+    output = workdir / "log" / "all.jsonl"
+    with RunningDaemon(config) as daemon:
+        wait_for(lambda: line_count(output) >= len(sizes), what=f"{len(sizes)} records")
+        wait_for(lambda: queue_depth(vhost_url, "results") == 0, what="an empty queue")
+        assert daemon.stop() == 0
+    written = {r["recipient"]: r["padding"] for r in map(json.loads, output.read_text().splitlines())}
+    assert written == sizes
+    assert max(sizes.values()) == 400_000
