@@ -4,7 +4,7 @@ pika 1.x reads the socket 4 KiB at a time (three 1 KB MailerQ results) and, afte
 copies what is left of its buffer (`_trim_frame_buffer`). Reading more per call would save
 system calls but copy more per frame. Here a connection reads 64 KiB a call and decodes each
 frame from its own slice of the data, so the bytes are copied about twice whatever the read
-size. Measured end to end on the bench corpus: recv calls 36,000 to 2,000 per 100,000 messages,
+size. Measured end to end on the bench corpus: recv calls 30,000 to 2,000 per 100,000 messages,
 CPU about 4% less a message (README, "Performance").
 
 This reaches into pika's private attributes, so `install` checks for them first and leaves
