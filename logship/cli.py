@@ -41,8 +41,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon."""
     from . import logs
     from .daemon import Daemon
+    from .memory import keep_freed_memory
     config, _formats = checked_config(args.config)
     logs.setup(config.log.level)
+    keep_freed_memory()
     Daemon(config).run()
     return EXIT_OK
 
@@ -94,9 +96,11 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Feed result messages from JSON lines through the pipeline to the outputs."""
     from . import logs
+    from .memory import keep_freed_memory
     from .pipeline import Delivery, Pipeline
     config, formats = checked_config(args.config)
     logs.setup(config.log.level)
+    keep_freed_memory()
     pipeline = Pipeline.build(config, formats)
     sources: dict[str, Source] = {}
     messages = rejected = 0
