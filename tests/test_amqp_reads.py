@@ -1,8 +1,9 @@
-"""The larger socket reads: the same frames as pika's own loop, however the bytes arrive."""
+"""The frame loop: the same frames as pika's own loop, however the bytes arrive; only deliveries skip its callbacks."""
 from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 
 import pika
 import pika.connection
@@ -21,12 +22,21 @@ class FrameSink:
 
     def __init__(self, close_after: int | None = None) -> None:
         self._frame_buffer = b""
-        self.bytes_received = 0
+        self.bytes_received = self.frames_received = 0
         self.frames: list[bytes] = []
+        self.checked: list[str] = []  # the frames that went through _process_frame (callbacks first)
         self.close_after = close_after
         self.is_closed = False
 
     def _process_frame(self, value: frame.Frame) -> None:
+        self.frames_received += 1
+        self.checked.append(value.NAME if not isinstance(value, frame.Method) else value.method.NAME)
+        self._keep(value)
+
+    def _deliver_frame_to_channel(self, value: frame.Frame) -> None:
+        self._keep(value)
+
+    def _keep(self, value: frame.Frame) -> None:
         self.frames.append(value.marshal())
         if self.close_after is not None and len(self.frames) >= self.close_after:
             self.is_closed, self._frame_buffer = True, b""  # as pika's _init_connection_state
@@ -48,6 +58,9 @@ def stream(deliveries: int, seed: int, largest_body: int = 300_000) -> bytes:
             parts.append(frame.Body(1, body[at:at + 131_064]).marshal())
         if tag % 10 == 0:
             parts.append(frame.Heartbeat().marshal())
+        if tag % 25 == 0:  # frames a callback may wait for: the broker cancelling, an RPC's reply
+            parts.append(frame.Method(1, spec.Basic.Cancel(f"ctag{tag % 3}")).marshal())
+            parts.append(frame.Method(1, spec.Basic.QosOk()).marshal())
     return b"".join(parts)
 
 
@@ -80,7 +93,11 @@ def test_the_frames_are_the_ones_pika_decodes_wherever_the_reads_split_them(larg
     assert len(theirs.frames) > 2 * 120  # a method and a header frame a delivery, bodies, heartbeats
     assert ours.frames == theirs.frames
     assert ours.bytes_received == theirs.bytes_received == len(data)
+    assert ours.frames_received == theirs.frames_received == len(theirs.frames)
     assert ours._frame_buffer == theirs._frame_buffer == b""
+    # every frame but a delivery's goes through pika's _process_frame, callbacks and all
+    assert Counter(ours.checked) == Counter({"Heartbeat": 12, "Basic.Cancel": 4, "Basic.QosOk": 4})
+    assert len(theirs.checked) == len(theirs.frames)
 
 
 def test_a_partial_frame_waits_for_the_rest():
