@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 # A flush joins and encodes its batch: a few buffers of about 100 KB (a replay's, a few MB).
 # By default glibc serves those with mmap, or returns them from the top of its heap once
@@ -16,7 +15,8 @@ KEEP_FREED = 64 << 20   # free memory at the top of the heap is kept up to 64 Mi
 def keep_freed_memory() -> bool:
     """Set glibc's malloc to keep freed buffers; False where the C library has no mallopt."""
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+        # the interpreter's own symbols, libc's among them: find_library("c") would run ldconfig
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED))
