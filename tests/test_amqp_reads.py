@@ -10,7 +10,7 @@ import pika.connection
 import pytest
 from pika import frame, spec
 
-from helpers import RunningDaemon, line_count, publish, queue_depth, wait_for, write_config
+from helpers import TRACE_OUTPUT, RunningDaemon, line_count, publish, queue_depth, wait_for, write_config
 from logship import amqp_reads
 
 
@@ -151,16 +151,7 @@ def test_the_daemon_writes_every_body_whole_from_tiny_to_larger_than_a_frame(wor
         for recipient, size in sizes.items()]
     publish(vhost_url, events)
     (workdir / "formats" / "trace.j2").write_text(PADDING_FORMAT)
-    config = write_config(workdir, vhost_url, """
-[[outputs]]
-name = "all"
-type = "file"
-path = "log/all.jsonl"
-
-[[routes]]
-format = "trace"
-output = "all"
-""", queues=("results",))
+    config = write_config(workdir, vhost_url, TRACE_OUTPUT, queues=("results",))
     output = workdir / "log" / "all.jsonl"
     with RunningDaemon(config) as daemon:
         wait_for(lambda: line_count(output) >= len(sizes), what=f"{len(sizes)} records")
