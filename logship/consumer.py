@@ -1,4 +1,4 @@
-"""The only module that knows pika (with amqp_reads): connection, qos, batched acks, reconnects."""
+"""The only module that knows pika (with amqp_frames): connection, qos, batched acks, reconnects."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 import pika
 import pika.exceptions
 
-from . import amqp_reads
+from . import amqp_frames
 from .config import Broker, Queue
 from .errors import OutputError
 from .pipeline import Delivery, Pipeline
@@ -109,7 +109,7 @@ class Consumer:
         params.connection_attempts = 1
         self._reconnect = False
         self.connection = connection = pika.BlockingConnection(params)
-        if not amqp_reads.install(connection):
+        if not amqp_frames.install(connection):
             log.info("pika's internals are not the expected ones; reading the socket as pika does",
                      extra={"pika": pika.__version__})
         channel = connection.channel()

@@ -11,7 +11,7 @@ import pytest
 from pika import frame, spec
 
 from helpers import TRACE_OUTPUT, RunningDaemon, line_count, publish, queue_depth, wait_for, write_config
-from logship import amqp_reads
+from logship import amqp_frames
 
 
 class FrameSink:
@@ -89,7 +89,7 @@ def test_the_frames_are_the_ones_pika_decodes_wherever_the_reads_split_them(larg
     data = stream(120, seed=largest, largest_body=largest_body)
     pieces = chunks(data, seed=largest + 1, largest=largest)
     theirs = feed(FrameSink(), pika.connection.Connection._on_data_available, pieces)
-    ours = feed(FrameSink(), amqp_reads.on_data_available, pieces)
+    ours = feed(FrameSink(), amqp_frames.on_data_available, pieces)
     assert len(theirs.frames) > 2 * 120  # a method and a header frame a delivery, bodies, heartbeats
     assert ours.frames == theirs.frames
     assert ours.bytes_received == theirs.bytes_received == len(data)
@@ -102,22 +102,22 @@ def test_the_frames_are_the_ones_pika_decodes_wherever_the_reads_split_them(larg
 
 def test_a_partial_frame_waits_for_the_rest():
     data = stream(3, seed=1)
-    sink = feed(FrameSink(), amqp_reads.on_data_available, [data[:-5]])
+    sink = feed(FrameSink(), amqp_frames.on_data_available, [data[:-5]])
     assert sink._frame_buffer and sink.bytes_received == len(data) - 5 - len(sink._frame_buffer)
-    amqp_reads.on_data_available(sink, data[-5:])
+    amqp_frames.on_data_available(sink, data[-5:])
     assert b"".join(sink.frames) == data and sink._frame_buffer == b""
 
 
 def test_nothing_is_decoded_after_the_connection_closes():
     data = stream(5, seed=2)
-    sink = feed(FrameSink(close_after=2), amqp_reads.on_data_available, [data])
+    sink = feed(FrameSink(close_after=2), amqp_frames.on_data_available, [data])
     assert len(sink.frames) == 2 and sink._frame_buffer == b""
 
 
 def test_a_bad_frame_end_is_an_error_as_in_pika():
     data = bytearray(stream(1, seed=3))
     data[len(frame.Method(1, spec.Basic.Deliver("ctag1", 1, False, "", "results")).marshal()) - 1] = 0
-    for handler in (pika.connection.Connection._on_data_available, amqp_reads.on_data_available):
+    for handler in (pika.connection.Connection._on_data_available, amqp_frames.on_data_available):
         with pytest.raises(pika.exceptions.InvalidFrameError):
             handler(FrameSink(), bytes(data))
 
@@ -125,14 +125,14 @@ def test_a_bad_frame_end_is_an_error_as_in_pika():
 def test_install_leaves_an_unknown_connection_alone():
     class Other:
         _impl = object()
-    assert amqp_reads.install(Other()) is False  # type: ignore[arg-type]
+    assert amqp_frames.install(Other()) is False  # type: ignore[arg-type]
 
 
 def test_a_real_connection_reads_64_kib_a_call(vhost_url):
     connection = pika.BlockingConnection(pika.URLParameters(vhost_url))
     try:
-        assert amqp_reads.install(connection) is True
-        assert connection._impl._transport._MAX_RECV_BYTES == amqp_reads.READ_BYTES
+        assert amqp_frames.install(connection) is True
+        assert connection._impl._transport._MAX_RECV_BYTES == amqp_frames.READ_BYTES
         channel = connection.channel()  # a round trip through the new reader
         assert channel.queue_declare("", exclusive=True).method.queue
     finally:
