@@ -43,7 +43,7 @@ class FrameSink:
 
 
 def stream(deliveries: int, seed: int, largest_body: int = 300_000) -> bytes:
-    """A broker's bytes: deliveries of 0 B up to 300 KB (split into 128 KiB body frames), heartbeats."""
+    """A broker's bytes: deliveries of 0 B up to 300 KB (128 KiB body frames), heartbeats, cancels, RPC replies."""
     rng = random.Random(seed)
     sizes = [size for size in (0, 3, 900, 1100, 5000, 70_000, 300_000) if size <= largest_body]
     parts = []
