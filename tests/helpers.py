@@ -82,6 +82,12 @@ def expected_attempts(events: list[dict[str, Any]]) -> list[tuple[str, int, str]
                   for i, a in enumerate(e["body"]["results"]))
 
 
+def logship(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command line to its end (text output unless `stdin` bytes are given)."""
+    return subprocess.run([sys.executable, "-m", "logship.cli", *args], cwd=ROOT, capture_output=True,
+                          text=stdin is None, input=stdin)
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
     """Poll until `condition()` holds or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import GENERATOR, write_config
+from helpers import GENERATOR, logship, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "tests" / "samples").glob("*.json"))
-
-
-def logship(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the command line."""
-    return subprocess.run([sys.executable, "-m", "logship.cli", *args], cwd=ROOT, capture_output=True,
-                          text=stdin is None, input=stdin)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import write_config
+from helpers import logship, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "samples" / "accepted-tls.json"
@@ -46,8 +46,7 @@ def replay_faults(workdir: Path, messages: int) -> int:
                           f'path = "out-{messages}.log"\n[[routes]]\nformat = "json"\noutput = "o"\n',
                           queues=("results",))
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
-    subprocess.run([sys.executable, "-m", "logship.cli", "replay", "--config", str(config), str(corpus)],
-                   cwd=ROOT, check=True, capture_output=True)
+    assert logship("replay", "--config", str(config), str(corpus)).returncode == 0
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before
 
 
