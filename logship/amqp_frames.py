@@ -52,11 +52,11 @@ def on_data_available(self: pika.connection.Connection, data_in: bytes) -> None:
     # comes before it is open or not at all.
     buffer = self._frame_buffer + data_in if self._frame_buffer else data_in
     self._frame_buffer = b""
-    start = 0
+    start, size = 0, len(buffer)
     try:
-        while len(buffer) - start >= _HEADER:
+        while size - start >= _HEADER:
             end = start + _HEADER + int.from_bytes(buffer[start + 3:start + _HEADER], "big") + spec.FRAME_END_SIZE
-            if end > len(buffer):
+            if end > size:
                 break
             _consumed, value = frame.decode_frame(buffer[start:end])  # checks the frame-end octet
             self.bytes_received += end - start
