@@ -1,0 +1,1 @@
+"""The files a wheel ships beside the code: formats, an example config, the systemd unit, logrotate."""
