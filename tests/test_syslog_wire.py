@@ -174,9 +174,8 @@ def test_a_route_severity_must_be_a_syslog_severity(tmp_path):
     assert load(write(tmp_path, ISSUE_EXAMPLE, 'severity = "notice"\n')).routes[0].severity == "notice"
 
 
-def test_the_readme_syslog_example_loads_and_routes_severities(tmp_path):
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme[readme.index("## Syslog output"):]
+def test_the_documented_syslog_example_loads_and_routes_severities(tmp_path):
+    section = (Path(__file__).parent.parent / "docs" / "syslog-output.md").read_text()
     example = section[section.index("```toml") + 7:section.index("```", section.index("```toml") + 7)]
     (tmp_path / "formats").mkdir()
     for name in ("logfmt", "mailerq"):
