@@ -1,0 +1,139 @@
+"""Docs: the configuration reference names every key of the schema and no other; links resolve."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import pytest
+
+from logship.config import Config
+from logship.outputs import Output
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+REFERENCE = DOCS / "configuration.md"
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+#: Config fields that load() fills in itself, not keys of the file
+NOT_KEYS = {"file"}
+
+
+def schema_keys(cls: type = Config, prefix: str = "") -> set[str]:
+    """Every key path of the dataclass `cls`: `broker.prefetch`, `queues[].name`, `outputs[file].rotate.size`."""
+    keys: set[str] = set()
+    hints = get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if not field.init or (not prefix and field.name in NOT_KEYS):
+            continue
+        keys |= _keys_of(hints[field.name], f"{prefix}{field.name}")
+    return keys
+
+
+def _keys_of(hint: Any, key: str) -> set[str]:
+    """The key itself, or the keys inside it when it is a table or an array of tables."""
+    origin = get_origin(hint)
+    if origin is tuple and dataclasses.is_dataclass(get_args(hint)[0]):
+        return _table_keys(get_args(hint)[0], f"{key}[]")
+    if origin in (types.UnionType, typing.Union):
+        tables = [a for a in get_args(hint) if dataclasses.is_dataclass(a)]
+        if tables:  # an optional table: the key (unset means off) and its own keys
+            return {key} | set().union(*(_table_keys(t, key) for t in tables))
+    if dataclasses.is_dataclass(hint):
+        return _table_keys(hint, key)
+    return {key}
+
+
+def _table_keys(cls: type, key: str) -> set[str]:
+    """Keys of a table; for an output, the common keys as `outputs[].x`, per type as `outputs[TYPE].x`."""
+    if cls is not Output:
+        return schema_keys(cls, f"{key}.")
+    common = schema_keys(Output, f"{key}.")
+    names = {k.rpartition(".")[2] for k in common}
+    typed = set()
+    for kind, variant in Output.variants.items():
+        typed |= {k for k in schema_keys(variant, f"{key[:-2]}[{kind}].")
+                  if k.split("].", 1)[1].split(".")[0] not in names}
+    return common | typed
+
+
+def documented_keys() -> set[str]:
+    """The keys in the first column of the tables under "## Keys" of the reference."""
+    text = REFERENCE.read_text()
+    section = text.split("\n## Keys\n", 1)[1].split("\n## ", 1)[0]
+    keys = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            keys |= set(re.findall(r"`([^`]+)`", line.split("|")[1]))
+    return keys
+
+
+def test_the_schema_walk_finds_keys_of_every_kind():
+    keys = schema_keys()
+    assert {"broker.prefetch", "queues[].name", "outputs[].name", "outputs[].type", "outputs[file].path",
+            "outputs[file].rotate", "outputs[file].rotate.size", "outputs[syslog].address",
+            "routes[].when", "quarantine.path", "log.level", "metrics.listen"} <= keys
+    assert "outputs[file].name" not in keys and "file" not in keys
+
+
+def test_every_config_key_is_in_the_reference():
+    missing = sorted(schema_keys() - documented_keys())
+    assert not missing, f"keys in the schema but not in docs/configuration.md: {missing}"
+
+
+def test_every_key_in_the_reference_exists():
+    unknown = sorted(documented_keys() - schema_keys())
+    assert not unknown, f"keys in docs/configuration.md but not in the schema: {unknown}"
+
+
+# --- links ---
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def prose(text: str) -> str:
+    """The text without fenced code blocks and inline code, where brackets are not links."""
+    text = re.sub(r"^ *```.*?^ *```", "", text, flags=re.S | re.M)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors GitHub makes from a page's headings (lower case, punctuation dropped, -N for repeats)."""
+    seen: dict[str, int] = {}
+    found = set()
+    for line in prose_headings(path.read_text()):
+        slug = re.sub(r"[^\w\- ]", "", line.strip().lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        found.add(slug if n == 0 else f"{slug}-{n}")
+    return found
+
+
+def prose_headings(text: str) -> list[str]:
+    """The headings' text (code spans keep their content, as GitHub's anchors do)."""
+    text = re.sub(r"^ *```.*?^ *```", "", text, flags=re.S | re.M)
+    return [m.group(1) for m in re.finditer(r"^#{1,6} (.+)$", text, flags=re.M)]
+
+
+def links() -> list[tuple[Path, str]]:
+    """Every relative link of the README and the docs pages, with the page it is on."""
+    return [(page, target) for page in PAGES for target in LINK.findall(prose(page.read_text()))
+            if not re.match(r"[a-z]+:", target)]
+
+
+@pytest.mark.parametrize("page, target", links(), ids=lambda v: v.name if isinstance(v, Path) else v)
+def test_every_relative_link_points_at_an_existing_file_and_anchor(page, target):
+    file, _, anchor = target.partition("#")
+    path = (page.parent / file).resolve() if file else page
+    assert path.exists(), f"{page.name}: {target}: no file {path}"
+    if anchor:
+        assert path.suffix == ".md", f"{page.name}: {target}: an anchor into a file that is not Markdown"
+        assert anchor in anchors(path), f"{page.name}: {target}: no heading makes #{anchor} in {path.name}"
+
+
+def test_the_link_check_sees_links_and_anchors():
+    assert (ROOT / "README.md", "docs/configuration.md") in links()
+    assert "queues-and-scopes-one-record-per-attempt-never-twice" in anchors(REFERENCE)
+    assert "outputs-with-type--file" in anchors(REFERENCE)
