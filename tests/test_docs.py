@@ -137,3 +137,72 @@ def test_the_link_check_sees_links_and_anchors():
     assert (ROOT / "README.md", "docs/configuration.md") in links()
     assert "queues-and-scopes-one-record-per-attempt-never-twice" in anchors(REFERENCE)
     assert "outputs-with-type--file" in anchors(REFERENCE)
+
+
+# --- code blocks that must match what the code and the tests do ---
+
+def blocks(text: str) -> list[str]:
+    """The fenced code blocks of a Markdown text, without their fences."""
+    return re.findall(r"^ *```[^\n]*\n(.*?)^ *```", text, flags=re.S | re.M)
+
+
+def shipped_format_samples() -> dict[str, list[str]]:
+    """Format name -> the sample lines docs/formats.md shows for it."""
+    section = (DOCS / "formats.md").read_text().split("\n## Shipped formats\n", 1)[1].split("\n## ", 1)[0]
+    samples = {}
+    for chunk in re.split(r"^(?=`\w+`(?: —|:\n))", section, flags=re.M)[1:]:
+        samples[re.match(r"`(\w+)`", chunk).group(1)] = blocks(chunk)[0].splitlines()
+    return samples
+
+
+RECEIVED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")  # record.received; attempt times have no ms
+
+
+def test_the_docs_show_every_shipped_format():
+    assert sorted(shipped_format_samples()) == sorted(p.stem for p in (ROOT / "formats").glob("*.j2"))
+
+
+@pytest.mark.parametrize("name", sorted(shipped_format_samples()))
+def test_the_shipped_format_samples_are_what_render_prints(workdir, name):
+    from helpers import logship
+    config = workdir / "logship.toml"
+    config.write_text((ROOT / "tests" / "traffic" / "example.toml").read_text())
+    samples = [str(ROOT / "tests" / "samples" / f) for f in ("results-queue-after-retry.json", "dns-failure.json")]
+    out = logship("render", "--config", str(config), "--format", name, *samples)
+    assert out.returncode == 0, out.stderr
+    shown = shipped_format_samples()[name]
+    header = re.match(r"\{#- header: (.*?) -#\}", (workdir / "formats" / f"{name}.j2").read_text())
+    if header:  # a file output writes the header line first; render prints records only
+        assert shown[0] == header.group(1)
+        shown = shown[1:]
+    assert [RECEIVED.sub("<received>", line) for line in shown] == \
+           [RECEIVED.sub("<received>", line) for line in out.stdout.splitlines()]
+
+
+def test_the_rsyslog_snippets_are_the_inputs_the_tests_run():
+    import test_syslog_rsyslog as tested
+    page = (DOCS / "syslog-output.md").read_text()
+    inputs = set()
+    for block in blocks(page):
+        lines = [line for line in block.splitlines() if line.startswith(("module(", "input("))]
+        if lines:
+            text = re.sub(r'port="\d+"', 'port="{port}"', "\n".join(lines))
+            inputs.add(re.sub(r'Socket="[^"]+"', 'Socket="{socket}"', text))
+    assert inputs == {tested.TCP, tested.UDP, tested.TLS, tested.UNIX_5424}
+
+
+def test_the_syslog_ng_snippet_is_the_source_the_tests_run():
+    page = (DOCS / "syslog-output.md").read_text()
+    source = re.search(r"syslog\(ip\(.*?\)\);", page).group(0)
+    source = re.sub(r"port\(\d+\)", "port({self.port})", source)
+    source = re.sub(r'transport\("\w+"\)', 'transport("{transport}")', source)
+    assert source in (ROOT / "tests" / "syslog_receivers.py").read_text()
+
+
+def test_the_alert_rules_name_only_metrics_logship_exports():
+    source = (ROOT / "logship" / "metrics.py").read_text()
+    rules = "\n".join(b for b in blocks((DOCS / "operations.md").read_text()) if "alert:" in b)
+    names = set(re.findall(r"\blogship_\w+", rules))
+    assert names, "no alert rules in docs/operations.md"
+    unknown = {n for n in names if f'"{n}"' not in source and f'"{n.removesuffix("_total")}"' not in source}
+    assert not unknown, f"alert rules name metrics that logship/metrics.py does not export: {sorted(unknown)}"
