@@ -42,3 +42,7 @@ class OutputError(LogshipError):
 
 class RecordRefused(LogshipError):
     """An output will never take this record (its path would leave the base folder)."""
+
+
+class LimitExceeded(LogshipError):
+    """A render or a message went past a configured limit; the text names the limit."""

@@ -11,6 +11,8 @@ from jinja2 import Undefined
 #: the fields that carry secrets or bodies; `redact` replaces them
 SECRET_PATHS = (("dkim", "*", "key"), ("smarthost", "password"), ("mime",), ("data",))
 REDACTED = "[redacted]"
+#: the top-level keys that lead to one: a message without any of them has nothing to hide
+SECRET_KEYS = frozenset(path[0] for path in SECRET_PATHS)
 
 _LOGFMT_BARE = re.compile(r"[^\s\"=\\\x00-\x1f\x7f]+")
 _MAILERQ_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)")
@@ -89,6 +91,29 @@ def redact(value: Any) -> Any:
     for path in SECRET_PATHS:
         _redact_path(copy, path)
     return copy
+
+
+def scrub(text: str, message: dict[str, Any]) -> str:
+    """`text` (an error's) with every secret of `message` in it replaced, as written or as repr() shows it."""
+    for secret in _secrets(message, SECRET_PATHS):
+        for form in (secret, repr(secret)[1:-1]):
+            if form in text:
+                text = text.replace(form, REDACTED)
+    return text
+
+
+def _secrets(node: Any, paths: tuple[tuple[str, ...], ...]) -> list[str]:
+    """The texts at `paths` inside `node` (long enough to be worth hiding)."""
+    found = []
+    for path in paths:
+        values = [node]
+        for head in path:
+            if head == "*":
+                values = [v for value in values if isinstance(value, list) for v in value]
+            else:
+                values = [value[head] for value in values if isinstance(value, dict) and head in value]
+        found += [v for v in values if isinstance(v, str) and len(v) >= 4]
+    return sorted(found, key=len, reverse=True)  # longest first: a key before a piece of it
 
 
 def _redact_path(node: Any, path: tuple[str, ...]) -> None:

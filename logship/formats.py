@@ -5,20 +5,26 @@ import hashlib
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
+from jinja2 import Template, TemplateSyntaxError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import FormatError, RenderError
+from .budget import BUDGET, RenderTimeout
+from .errors import FormatError, LimitExceeded, RenderError
 from .filters import FILTERS
+from .sandbox import Sandbox, environment
 
 SUFFIX = ".j2"
-# C0 and C1 controls, DEL and the Unicode line and paragraph separators: any of them could
-# split a record or hide part of it on a terminal. Escapes are valid inside JSON strings too.
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the invisible and
+# bidirectional formatting marks (zero-width space to RLM, LRE to RLO, LRI to PDI): any of them
+# could split a record, hide part of it or reorder it on a terminal (Trojan Source).
+# Escapes are valid inside JSON strings too.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+# rendered pieces taken at a time: a whole line of the shipped formats is one take
+_TAKE = 64
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # `{#- header: a,b,c -#}` as a format's first line: written first in every file it starts
 _HEADER = re.compile(r"\A\{#-?\s*header:\s*(.*?)\s*-?#\}")
@@ -48,33 +54,13 @@ def _finalize(value: Any) -> Any:
     return value
 
 
-# A plain dict has no attributes but dict's own (no __dict__, no slots), so for any other
-# name the sandbox's getattr() would fail, catch AttributeError and fall back to obj[name].
-_DICT_ATTRIBUTES = frozenset(dir(dict))
+def configure(render_timeout: float, max_line_length: int) -> None:
+    """Set the render limits every format, `when` and path expression runs under ([formats])."""
+    BUDGET.seconds = render_timeout
+    ENV.max_line = max_line_length
 
 
-class Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with a fast path for a key of a plain dict (all JSON yields)."""
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        """`obj.attribute`: a plain dict's key directly; everything else the checked way."""
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
-            try:
-                return obj[attribute]
-            except KeyError:
-                return self.undefined(obj=obj, name=attribute)
-        return super().getattr(obj, attribute)
-
-
-def environment() -> Sandbox:
-    """The sandbox every format and route filter runs in: immutable, no autoescape."""
-    env = Sandbox(autoescape=False, undefined=ChainableUndefined,
-                  finalize=_finalize, keep_trailing_newline=False)
-    env.filters.update(FILTERS)
-    return env
-
-
-ENV = environment()
+ENV: Sandbox = environment(FILTERS, _finalize)
 # Formats are compiled without globals of their own, so every template's are ENV's.
 _GLOBALS = dict(ENV.globals)
 
@@ -109,12 +95,41 @@ class Format:
         if context.vars:
             context.vars.clear()
             context.exported_vars.clear()
+        BUDGET.begin()
         try:
-            text = "".join(self.template.root_render_func(context))
-        except Exception as error:  # a user's template may raise anything
+            text = _joined(self.template.root_render_func(context), ENV.max_line)
+        except (Exception, RenderTimeout) as error:  # a user's template may raise anything
             object.__setattr__(self, "_context", self._new_context())
-            raise RenderError(self.name, f"{type(error).__name__}: {error}") from None
+            raise RenderError(self.name, describe(error)) from None
+        finally:
+            BUDGET.end()
         return one_line(text)
+
+
+def _joined(pieces: Iterator[str], limit: int) -> str:
+    """The rendered pieces as one text, refused as soon as they pass `limit` characters."""
+    taken = list(islice(pieces, _TAKE))
+    length = sum(map(len, taken))
+    if len(taken) == _TAKE:  # a long render (a loop): go on a take at a time
+        for more in iter(lambda: list(islice(pieces, _TAKE)), []):
+            length += sum(map(len, more))
+            if length > limit:
+                break
+            taken += more
+    if length > limit:
+        raise LimitExceeded(f"the line would pass formats.max_line_length ({limit:,} characters)")
+    return "".join(taken)
+
+
+def describe(error: BaseException) -> str:
+    """A render failure in a few words: the limit it passed, or the exception's type and text."""
+    if isinstance(error, (LimitExceeded, RenderTimeout)):
+        return str(error)
+    if isinstance(error, RecursionError):
+        return "RecursionError: the format recurses too deeply (a macro calling itself?)"
+    if isinstance(error, MemoryError):
+        return "MemoryError: the render ran out of memory"
+    return f"{type(error).__name__}: {error}"[:500]
 
 
 def compile_format(path: Path, previous: Format | None = None) -> Format:
@@ -139,8 +154,16 @@ def compile_format(path: Path, previous: Format | None = None) -> Format:
 
 
 def compile_expression(source: str) -> Callable[..., Any]:
-    """Compile a route's `when` expression in the same sandbox."""
-    return ENV.compile_expression(source, undefined_to_none=False)
+    """Compile a route's `when` expression in the same sandbox; calling it is timed like a render."""
+    expression = ENV.compile_expression(source, undefined_to_none=False)
+
+    def timed(**record: Any) -> Any:
+        BUDGET.begin()
+        try:
+            return expression(**record)
+        finally:
+            BUDGET.end()
+    return timed
 
 
 def utc_iso(epoch: float) -> str:

@@ -6,13 +6,18 @@ import re
 import time
 from typing import Any, Callable
 
+from .budget import BUDGET, RenderTimeout
 from .errors import RecordRefused
-from .formats import CONTROL
+from .formats import CONTROL, describe
 
 # `{{ expression }}` pieces of a path; everything else is literal text with strftime codes
 _EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.S)
 _STRFTIME = re.compile(r"%[a-zA-Z]")
-_MAX_SEGMENT = 255  # bytes: NAME_MAX on Linux file systems
+# Below what Linux allows (NAME_MAX 255, PATH_MAX 4096), so the OS never refuses a path that
+# passed here for its size, and a recipient cannot bury a file a hundred folders deep.
+MAX_SEGMENT = 200   # bytes in one file or folder name
+MAX_LENGTH = 1024   # bytes in the part of the path below the base folder
+MAX_DEPTH = 8       # folders (and the file) below the base folder
 
 
 def is_template(path: str) -> bool:
@@ -70,13 +75,18 @@ class PathTemplate:
 
     def _value(self, expression: Callable[..., Any], record: dict[str, Any]) -> str:
         """One expression's value as text; a failing expression refuses the record."""
+        BUDGET.begin()
         try:
             value = expression(**record)
-        except Exception as error:  # a user's expression may raise anything
-            raise RecordRefused(f"path {self.source!r}: expression failed: {type(error).__name__}: {error}") from None
+        except (Exception, RenderTimeout) as error:  # a user's expression may raise anything
+            raise RecordRefused(f"path {self.source!r}: expression failed: {describe(error)}") from None
+        finally:
+            BUDGET.end()
         text = "" if value is None else str(value)
         if not text:  # a missing field would name a hidden file (".log") or an empty segment
             raise RecordRefused(f"path {self.source!r} refused: an expression is empty")
+        if "/" in text:  # a value names part of one file or folder, never folders of its own
+            raise RecordRefused(f"path {self.source!r} refused: a value holds '/' ({text[:80]!r})")
         return text
 
 
@@ -87,9 +97,14 @@ def check_relative(path: str) -> str:
     match = CONTROL.search(path)  # the characters a record's line escapes: never in a file name
     if match:
         raise RecordRefused(f"path {path!r} refused: control character U+{ord(match.group()):04X}")
-    for segment in path.split("/"):
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_LENGTH:
+        raise RecordRefused(f"path {path[:80]!r}... refused: longer than {MAX_LENGTH} bytes")
+    segments = path.split("/")
+    if len(segments) > MAX_DEPTH:
+        raise RecordRefused(f"path {path[:80]!r}... refused: more than {MAX_DEPTH} levels deep")
+    for segment in segments:
         if segment in ("", ".", ".."):
-            raise RecordRefused(f"path {path!r} refused: segment {segment!r}")
-        if len(segment.encode("utf-8", "surrogatepass")) > _MAX_SEGMENT:
-            raise RecordRefused(f"path {path[:80]!r}... refused: a segment is longer than {_MAX_SEGMENT} bytes")
+            raise RecordRefused(f"path {path[:200]!r} refused: segment {segment!r}")
+        if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT:
+            raise RecordRefused(f"path {path[:80]!r}... refused: a segment is longer than {MAX_SEGMENT} bytes")
     return path

@@ -6,9 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
+from .budget import RenderTimeout
 from .config import Config, Route
 from .errors import MessageError, OutputError, RecordRefused, RenderError
-from .formats import FormatSet, compile_expression
+from .filters import scrub
+from .formats import FormatSet, compile_expression, configure, describe
 from .metrics import Stats
 from .quarantine import Quarantine
 from .record import Source, decode, records
@@ -23,6 +25,8 @@ class Delivery(NamedTuple):
     body: bytes
     source: Source
     content_encoding: str | None = None
+    # a replayed route quarantine: only these (format, output, attempt number) are rendered
+    only: frozenset[tuple[str, str, int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,21 @@ def routers(config: Config) -> list[Router]:
 class Lane:
     """A route wired to its sink: what each record it takes needs, looked up once per setup."""
 
-    __slots__ = ("router", "route", "sink", "check", "counted")
+    __slots__ = ("router", "route", "sink", "check", "counted", "secrets")
 
-    def __init__(self, router: Router, sink: Sink) -> None:
+    def __init__(self, router: Router, sink: Sink, secrets: bool = False) -> None:
         self.router, self.route, self.sink = router, router.route, sink
         self.check: Callable[[dict[str, Any]], Any] | None = getattr(sink, "check", None)
         self.counted = (router.route.output, router.route.format)  # the key of Stats.buffered
+        self.secrets = secrets  # its format opted in to see the message's secrets (formats.expose_secrets)
+
+
+class Failure(NamedTuple):
+    """One route that failed for one record: it goes to the quarantine, the others are written."""
+
+    lane: Lane
+    attempt: int
+    reason: str
 
 
 class Pipeline:
@@ -80,7 +93,12 @@ class Pipeline:
 
     def _wire(self, ready: list[Router]) -> None:
         """Give each route its sink (a lane) and each sink the header of its formats."""
-        self.lanes = [Lane(router, self.sinks[router.route.output]) for router in ready]
+        formats = self.config.formats
+        configure(formats.render_timeout, formats.max_line_length)
+        self.max_size = self.config.messages.bytes
+        self.lanes = [Lane(router, self.sinks[router.route.output], formats.exposes_secrets(router.route.format))
+                      for router in ready]
+        self.keeps_secrets = any(lane.secrets for lane in self.lanes)
         for name, sink in self.sinks.items():
             headers = {getattr(self.formats.formats.get(r.format), "header", None)
                        for r in self.config.routes if r.output == name}
@@ -95,46 +113,83 @@ class Pipeline:
                    Quarantine(config.quarantine.path), stats=stats)
 
     def handle(self, delivery: Delivery) -> bool:
-        """Write the delivery's records; False when it was quarantined and must be rejected."""
+        """Write the delivery's records; False when it was quarantined whole and must be rejected."""
         try:
-            message = decode(delivery.body, delivery.content_encoding)
+            return self._handle(delivery)
+        except MemoryError:  # one delivery's failure, never the daemon's
+            self._quarantine(delivery, "MemoryError: handling this delivery ran out of memory")
+            return False
+
+    def _handle(self, delivery: Delivery) -> bool:
+        """Decode, render every route of every record, write what rendered, quarantine what failed."""
+        try:
+            message = decode(delivery.body, delivery.content_encoding, self.max_size)
         except MessageError as error:
             self._quarantine(delivery, str(error))
             return False
-        try:
-            lines = self.render(records(message, delivery.source, self.clock()))
-        except (RenderError, RecordRefused) as error:
-            if isinstance(error, RenderError):
-                self.stats.render_errors[error.format_name] += 1
-            self._quarantine(delivery, str(error), message)
+        lines, failures = self.render(records(message, delivery.source, self.clock()), message, delivery.only)
+        if failures and not lines and delivery.only is None:  # every route failed: reject it whole
+            self._quarantine(delivery, self._reason(failures, message), message)
             return False
         buffered = self.stats.buffered
         for lane, record, line in lines:
             lane.sink.write(record, line, lane.route)
             buffered[lane.counted] += 1
+        if failures:
+            self._quarantine(delivery, self._reason(failures, message), message, failures)
         return True
 
-    def render(self, batch: list[dict[str, Any]]) -> list[tuple[Lane, dict[str, Any], str]]:
-        """Every (lane, record, line) the records make; all or nothing, so a replay is exact."""
-        lines = []
-        formats = self.formats.formats
+    def render(self, batch: list[dict[str, Any]], message: dict[str, Any] | None = None,
+               only: frozenset[tuple[str, str, int]] | None = None,
+               ) -> tuple[list[tuple[Lane, dict[str, Any], str]], list[Failure]]:
+        """Every (lane, record, line) the records make, and the routes that failed for a record."""
+        lines, failures = [], []
         for record in batch:
+            number = record["record"]["attempt_number"]
             for lane in self.lanes:
-                router = lane.router
-                try:
-                    if not router.matches(record):
-                        continue
-                except Exception as error:  # a user's `when` may raise anything
-                    raise RenderError(lane.route.format,
-                                      f"route `when` failed: {type(error).__name__}: {error}") from None
-                fmt = formats.get(lane.route.format)
-                if fmt is None:
-                    self._format_missing(router)
+                if only is not None and (lane.route.format, lane.route.output, number) not in only:
                     continue
-                lines.append((lane, record, fmt.render(record)))
-                if lane.check is not None:
-                    lane.check(record)  # the output may refuse it before anything is written
-        return lines
+                # a format that opted in to the secrets sees the message as it came
+                seen = {**record, "message": message} if lane.secrets and message is not None else record
+                try:
+                    line = self._render_route(lane, seen)
+                except (RenderError, RecordRefused) as error:
+                    failures.append(self._failed(lane, number, error))
+                    continue
+                if line is not None:
+                    lines.append((lane, seen, line))
+        return lines, failures
+
+    def _render_route(self, lane: Lane, record: dict[str, Any]) -> str | None:
+        """The line one route makes of one record; None when the route does not take it."""
+        router = lane.router
+        try:
+            if not router.matches(record):
+                return None
+        except (Exception, RenderTimeout) as error:  # a user's `when` may raise anything
+            raise RenderError(lane.route.format, f"route `when` failed: {describe(error)}") from None
+        fmt = self.formats.formats.get(lane.route.format)
+        if fmt is None:
+            self._format_missing(router)
+            return None
+        line = fmt.render(record)
+        if lane.check is not None:
+            lane.check(record)  # the output may refuse it before anything is written
+        return line
+
+    def _failed(self, lane: Lane, attempt: int, error: Exception) -> Failure:
+        """Count one failed route of one record."""
+        if isinstance(error, RenderError):
+            self.stats.render_errors[error.format_name] += 1
+        self.stats.route_failures[lane.counted] += 1
+        return Failure(lane, attempt, str(error))
+
+    @staticmethod
+    def _reason(failures: list[Failure], message: dict[str, Any]) -> str:
+        """What failed, in a few words, without any secret of the message."""
+        first = failures[0].reason
+        more = f" (and {len(failures) - 1} more failed routes)" if len(failures) > 1 else ""
+        return scrub(first + more, message)
 
     def _format_missing(self, router: Router) -> None:
         """A route whose format is gone (deleted) writes nothing; say so once, not per record."""
@@ -163,24 +218,35 @@ class Pipeline:
         for sink in retired:
             sink.close()
 
-    def _quarantine(self, delivery: Delivery, reason: str, message: dict[str, Any] | None = None) -> None:
-        """Keep the raw delivery and say so in the daemon's own log."""
+    def _quarantine(self, delivery: Delivery, reason: str, message: dict[str, Any] | None = None,
+                    failures: list[Failure] | None = None) -> None:
+        """Keep the delivery (or its failed routes) for a replay and say so in the daemon's own log."""
         identity = {"queue": delivery.source.queue, "routing_key": delivery.source.routing_key}
         if message is not None:
             identity["recipient"] = str(message.get("recipient", ""))[:200]
             identity["envelope"] = str(message.get("envelope", ""))[:200]
-        log.warning("message quarantined", extra={"reason": reason, **identity})
-        self.stats.quarantined[delivery.source.queue] += 1
-        self.quarantine.keep(delivery.body, delivery.source, reason, delivery.content_encoding)
+        routes = None if failures is None else [
+            {"format": f.lane.route.format, "output": f.lane.route.output, "attempt": f.attempt,
+             "reason": scrub(f.reason, message or {})} for f in failures]
+        log.warning("routes quarantined" if routes else "message quarantined",
+                    extra={"reason": reason, **identity, **({"routes": len(routes)} if routes else {})})
+        if routes is None:
+            self.stats.quarantined[delivery.source.queue] += 1
+        body, encoding = delivery.body, delivery.content_encoding
+        if message is not None and not self.keeps_secrets:  # what a replay needs, and no secret
+            body, encoding = _without_secrets(message), None
+        self.quarantine.keep(body, delivery.source, reason, encoding, routes)
 
     def flush(self) -> None:
         """Flush every sink and the quarantine; raise OutputError naming what failed."""
         failures = []
         for name, sink in [*self.sinks.items(), ("quarantine", self.quarantine.sink)]:
+            started = time.perf_counter()  # once per sink and batch: cheap beside the flush itself
             try:
                 sink.flush()
-                self.stats.flushed(name)
+                self.stats.flushed(name, time.perf_counter() - started)
             except OutputError as error:
+                self.stats.flush_failed(name, time.perf_counter() - started)
                 failures.append(str(error))
         if failures:
             raise OutputError("; ".join(failures))
@@ -198,3 +264,11 @@ class Pipeline:
     def _every_sink(self) -> list[Sink]:
         """The outputs' sinks and the quarantine's."""
         return [*self.sinks.values(), self.quarantine.sink]
+
+
+def _without_secrets(message: dict[str, Any]) -> bytes:
+    """The decoded message as JSON with its secrets replaced: enough for a replay, safe to keep."""
+    import orjson
+
+    from .filters import redact
+    return orjson.dumps(redact(message))

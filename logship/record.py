@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import gzip
 import time
 import zlib
 from dataclasses import dataclass
@@ -11,12 +10,17 @@ from typing import Any
 import orjson
 
 from .errors import MessageError
+from .filters import SECRET_KEYS, redact
 
 Record = dict[str, Any]
 """What a format sees: `attempt`, `message`, `extracted` and `record` (derived fields)."""
 
 #: states where MailerQ itself failed, not the receiving server
 LOCAL_STATES = frozenset({"process", "storage", "bind", "responsive"})
+
+
+MAX_SIZE = 64 << 20          # the default of messages.max_size
+GZIP, ZLIB, RAW_DEFLATE = 16 + zlib.MAX_WBITS, zlib.MAX_WBITS, -zlib.MAX_WBITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +32,20 @@ class Source:
     final: bool = True          # the queue carries final results
     routing_key: str = ""
     redelivered: bool = False
+    delivery_count: int | None = None  # quorum queues: deliveries before this one (x-delivery-count)
 
 
-def decode(body: bytes, content_encoding: str | None = None) -> dict[str, Any]:
-    """Parse a result message; raise MessageError for anything that is not one."""
-    if content_encoding and content_encoding.lower() in ("gzip", "x-gzip"):
-        try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError, zlib.error) as error:
-            raise MessageError(f"content-encoding gzip, but the body does not decompress: {error}") from None
+def decode(body: bytes, content_encoding: str | None = None, max_size: int = MAX_SIZE) -> dict[str, Any]:
+    """Parse a result message; raise MessageError for anything that is not one, or is too big."""
+    if len(body) > max_size:
+        raise MessageError(f"the body is {len(body):,} bytes, over messages.max_size ({max_size:,})")
+    encoding = (content_encoding or "").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        body = inflate(body, GZIP, max_size, encoding)
+    elif encoding == "deflate":  # HTTP's deflate is zlib-wrapped; some senders send it raw
+        body = inflate(body, ZLIB if body[:1] == b"\x78" else RAW_DEFLATE, max_size, encoding)
+    elif encoding not in ("", "identity"):
+        raise MessageError(f"content-encoding {content_encoding!r} is not supported (gzip, deflate or none)")
     try:
         message = orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -52,11 +61,34 @@ def decode(body: bytes, content_encoding: str | None = None) -> dict[str, Any]:
     return message
 
 
+def inflate(body: bytes, wbits: int, max_size: int, encoding: str) -> bytes:
+    """Decompress `body`, never past `max_size` bytes (a bomb stops there); gzip members in a row are joined."""
+    out: list[bytes] = []
+    room, data = max_size, body
+    try:
+        while data:
+            stream = zlib.decompressobj(wbits)
+            piece = stream.decompress(data, room + 1)
+            if len(piece) > room or stream.unconsumed_tail:
+                raise MessageError(f"content-encoding {encoding}: the body inflates past messages.max_size "
+                                   f"({max_size:,} bytes)")
+            if not stream.eof:
+                raise MessageError(f"content-encoding {encoding}, but the body is cut short")
+            out.append(piece)
+            room -= len(piece)
+            data = stream.unused_data if wbits == GZIP else b""
+    except zlib.error as error:
+        raise MessageError(f"content-encoding {encoding}, but the body does not decompress: {error}") from None
+    return b"".join(out)
+
+
 def records(message: dict[str, Any], source: Source, received: float) -> list[Record]:
     """One record per attempt that is new on this queue (see README: scopes)."""
     results = message["results"]
     count = len(results)
     extracted = _extracted(message)
+    # secrets are replaced unless a format opts in (the pipeline hands those the message as is)
+    visible = redact(message) if not SECRET_KEYS.isdisjoint(message) else message
     stamp = utc_iso_millis(received)
     recipient_domain, envelope_domain = domain(message.get("recipient")), domain(message.get("envelope"))
     message_id = extracted["headers"].get("message-id", "")
@@ -67,9 +99,10 @@ def records(message: dict[str, Any], source: Source, received: float) -> list[Re
         derived = {"attempt_number": index + 1, "attempts": count, "final": final,
                    "outcome": outcome(attempt, final), "queue": source.queue,
                    "routing_key": source.routing_key, "redelivered": source.redelivered,
+                   "delivery_count": source.delivery_count,
                    "received": stamp, "received_epoch": received, "recipient_domain": recipient_domain,
                    "envelope_domain": envelope_domain, "message_id": message_id}
-        out.append({"attempt": attempt, "message": message, "extracted": extracted, "record": derived})
+        out.append({"attempt": attempt, "message": visible, "extracted": extracted, "record": derived})
     return out
 
 

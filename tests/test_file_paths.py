@@ -99,30 +99,54 @@ def test_a_record_path_is_worked_out_once_for_the_check_and_the_write(tmp_path):
 
 
 @pytest.mark.parametrize("recipient, customer, problem", [
-    ("x@../../etc", "acme", "segment '..'"),
-    ("x@example.com", "../../../etc/passwd", "segment '..'"),
-    ("x@example.com", "/abs", "absolute"),
+    ("x@../../etc", "acme", "a value holds '/'"),
+    ("x@example.com", "../../../etc/passwd", "a value holds '/'"),
+    ("x@example.com", "/abs", "a value holds '/'"),
+    ("x@example.com", "a//b", "a value holds '/'"),
+    ("evil@victim.org/2026-11-29.log", "acme", "a value holds '/'"),
+    ("x@..", "acme", "segment '..'"),
     ("x@example.com", "a\0b", "control character U+0000"),
     ("x@example.com", "a\rb", "control character U+000D"),
     ("x@example.com", "a\nb", "control character U+000A"),
-    ("x@example.com", "a//b", "segment ''"),
+    ("x@example.com", "a\u202eb", "control character U+202E"),
     ("x@example.com", "", "an expression is empty"),
     ("nodomain", "acme", "an expression is empty"),
-    ("x@example.com", "x" * 300, "longer than 255 bytes"),
+    ("x@example.com", "x" * 300, "longer than 200 bytes"),
 ])
-def test_a_hostile_path_value_quarantines_the_whole_message_and_writes_nothing_of_it(
+def test_a_hostile_path_value_quarantines_its_route_and_the_other_route_writes(
         tmp_path, recipient, customer, problem):
     pipe = pipeline(tmp_path)
-    assert pipe.handle(message(recipient, customer, attempts=2)) is False
+    assert pipe.handle(message(recipient, customer, attempts=2)) is True, "acked: the other route holds it"
     pipe.flush()
     pipe.close()
-    written = files_under(tmp_path / "log")
-    assert list(written) == ["quarantine.jsonl"], "a line of the refused message was written"
-    kept = json.loads(written["quarantine.jsonl"])
+    (kept,) = [json.loads(line) for line in (tmp_path / "quarantine" / "quarantine.jsonl").read_text().splitlines()]
     assert problem in kept["reason"] and "refused" in kept["reason"]
+    assert len({r["output"] for r in kept["routes"]}) == 1 and [r["attempt"] for r in kept["routes"]] == [1, 2]
     assert json.loads(kept["body"])["customer"] == customer
-    outside = {str(p) for p in tmp_path.rglob("*")} - {str(p) for p in (tmp_path / "log").rglob("*")}
-    assert outside == {str(tmp_path / n) for n in ("log", "formats", "formats/line.j2", "logship.toml")}
+    written = files_under(tmp_path / "log")
+    assert sum(text.count("\n") for text in written.values()) == 2, "the good route's two attempts"
+    made = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")}
+    assert all(p.startswith(("log", "quarantine", "formats", "logship.toml")) for p in made), made
+
+
+@pytest.mark.parametrize("in_the_way, problem", [
+    ("file", "Not a directory"),       # a file where the domain's folder must be
+    ("folder", "Is a directory"),      # a folder where the day's file must be
+])
+def test_a_path_that_collides_with_what_exists_fails_its_route_not_the_output(tmp_path, in_the_way, problem):
+    pipe = pipeline(tmp_path)
+    (tmp_path / "log").mkdir()
+    if in_the_way == "file":
+        (tmp_path / "log" / "victim.org").write_text("")
+    else:
+        (tmp_path / "log" / "victim.org" / "2026-11-29.log").mkdir(parents=True)
+    assert pipe.handle(message("x@victim.org")) and pipe.handle(message("y@other.org"))
+    pipe.flush()  # no OutputError: the acks of every queue go on
+    pipe.close()
+    (kept,) = [json.loads(line) for line in (tmp_path / "quarantine" / "quarantine.jsonl").read_text().splitlines()]
+    assert problem in kept["reason"] and kept["routes"][0]["output"] == "per-domain"
+    assert files_under(tmp_path / "log" / "customers")["acme.log"].count("\n") == 2
+    assert files_under(tmp_path / "log" / "other.org") == {"2026-11-29.log": "y@other.org 2026-11-29 23:00:00\n"}
 
 
 def test_more_paths_than_max_open_files_close_the_least_recently_used(tmp_path):

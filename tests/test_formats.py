@@ -91,15 +91,29 @@ def test_control_characters_never_split_a_record_whatever_the_template_does():
     assert "evil.example\\r\\nFAKE LOG LINE" in line and "\\u001b[31m" in line and "\\u2028" in line
 
 
-def test_secrets_appear_only_when_a_format_names_them():
+@pytest.mark.parametrize("source", ["{{ message | json }}", "{{ message | string }}", "{{ message.items() | list }}",
+                                    "{{ message.smarthost.password }}{{ message.dkim[0].key }}{{ message.mime }}",
+                                    "{{ message | redact | json }}", "{% for k, v in message.items() %}{{ v }}{% endfor %}"])
+def test_no_format_sees_a_secret_whether_it_names_the_field_or_dumps_the_message(source):
     (record,) = all_records(ROOT / "tests" / "samples" / "secrets-and-mime.json")
-    dumped = render("{{ message | redact | json }}", record)
-    assert not any(secret in dumped for secret in SECRETS)
-    assert json.loads(dumped)["smarthost"] == {"hostname": "relay.example.com", "port": 587,
-                                                "username": "relay-user", "password": "[redacted]"}
-    assert json.loads(dumped)["dkim"][0]["key"] == "[redacted]"
-    assert render("{{ message.smarthost.password }}", record) == "s3cr3t-relay-password"
-    assert record["message"]["smarthost"]["password"] == "s3cr3t-relay-password", "redact must copy"
+    line = render(source, record)
+    assert "[redacted]" in line
+    assert not any(secret in line for secret in SECRETS), line
+
+
+def test_a_redacted_message_keeps_the_shape_and_the_other_fields():
+    (record,) = all_records(ROOT / "tests" / "samples" / "secrets-and-mime.json")
+    dumped = json.loads(render("{{ message | json }}", record))
+    assert dumped["smarthost"] == {"hostname": "relay.example.com", "port": 587,
+                                   "username": "relay-user", "password": "[redacted]"}
+    assert dumped["dkim"][0]["key"] == "[redacted]" and dumped["dkim"][0]["selector"]
+    assert dumped["recipient"] == record["message"]["recipient"]
+
+
+def test_redact_copies_what_it_changes():
+    message = decode((ROOT / "tests" / "samples" / "secrets-and-mime.json").read_bytes())
+    assert redact(message)["smarthost"]["password"] == "[redacted]"
+    assert message["smarthost"]["password"] == "s3cr3t-relay-password", "redact must copy"
 
 
 def test_filters_quote_and_convert():

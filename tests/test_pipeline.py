@@ -97,7 +97,7 @@ def test_an_undecodable_body_is_quarantined_raw_and_nothing_is_written(pipeline,
     body = (SAMPLES / "not-json.txt").read_bytes()
     assert not pipeline.handle(Delivery(body, Source("results")))
     pipeline.flush()
-    kept = json.loads((workdir / "log" / "quarantine.jsonl").read_text())
+    kept = json.loads((workdir / "quarantine" / "quarantine.jsonl").read_text())
     assert kept["body"].encode() == body and kept["reason"].startswith("not JSON")
     assert pipeline.sinks["all"].held == []
 
@@ -105,19 +105,33 @@ def test_an_undecodable_body_is_quarantined_raw_and_nothing_is_written(pipeline,
 def test_a_binary_body_is_quarantined_as_base64(pipeline, workdir):
     assert not pipeline.handle(Delivery(b"\xff\xfe\x00junk", Source("results")))
     pipeline.flush()
-    kept = json.loads((workdir / "log" / "quarantine.jsonl").read_text())
+    kept = json.loads((workdir / "quarantine" / "quarantine.jsonl").read_text())
     assert kept["body_base64"] == "//4AanVuaw=="
 
 
-def test_a_format_that_raises_quarantines_the_whole_message_and_writes_none_of_it(pipeline, workdir):
+def test_a_format_that_raises_quarantines_its_route_and_the_other_routes_write(pipeline, workdir):
     (workdir / "formats" / "logfmt.j2").write_text("{{ attempt.code // 0 }}")
-    from logship.formats import FormatSet
+    pipeline.formats = FormatSet.load(workdir / "formats")
+    assert pipeline.handle(delivery("dns-failure.json", customer="acme")), "acked: the other route holds it"
+    pipeline.flush()
+    assert len(pipeline.sinks["all"].held) == 1 and pipeline.sinks["acme"].held == []
+    kept = json.loads((workdir / "quarantine" / "quarantine.jsonl").read_text())
+    assert "format 'logfmt': ZeroDivisionError" in kept["reason"]
+    assert kept["routes"] == [{"format": "logfmt", "output": "acme", "attempt": 1, "reason": kept["reason"]}]
+    assert pipeline.stats.route_failures == {("acme", "logfmt"): 1}
+    assert pipeline.stats.render_errors == {"logfmt": 1} and not pipeline.stats.quarantined
+
+
+def test_a_message_whose_every_route_fails_is_quarantined_whole_and_rejected(pipeline, workdir):
+    for name in ("logfmt", "mailerq"):
+        (workdir / "formats" / f"{name}.j2").write_text("{{ attempt.code // 0 }}")
     pipeline.formats = FormatSet.load(workdir / "formats")
     assert not pipeline.handle(delivery("dns-failure.json", customer="acme"))
     pipeline.flush()
     assert pipeline.sinks["all"].held == [] and pipeline.sinks["acme"].held == []
-    kept = json.loads((workdir / "log" / "quarantine.jsonl").read_text())
-    assert "format 'logfmt': ZeroDivisionError" in kept["reason"]
+    kept = json.loads((workdir / "quarantine" / "quarantine.jsonl").read_text())
+    assert "routes" not in kept and "and 1 more failed routes" in kept["reason"]
+    assert pipeline.stats.quarantined == {"results": 1}
 
 
 def test_a_failing_output_raises_on_flush_and_keeps_its_records(pipeline):

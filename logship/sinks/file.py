@@ -1,6 +1,7 @@
 """Whole lines appended to files: batched writes, fdatasync before acks, rotation, per-record paths."""
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
@@ -12,8 +13,14 @@ from ..config import Route
 from ..outputs import FileOutput
 from ..errors import OutputError, RecordRefused
 from ..paths import PathTemplate, is_template
-from .logfile import LogFile, Ownership
+from .logfile import LogFile, Ownership, make_folders
 from .rotate import Compressor, RotatePolicy, parse_age, parse_size, pending, rotated_name
+
+
+# What the OS answers when a path cannot be a file for its shape (a file where a folder must
+# be, or the reverse; too long): the record's fault, not the output's.
+PATH_ERRORS = frozenset({errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST, errno.ELOOP, errno.EINVAL})
+PROBED_MAX = 10_000  # paths remembered as fine; forgotten all at once past this
 
 
 class FileSink:
@@ -35,6 +42,7 @@ class FileSink:
         self._checked: dict[int, tuple[dict[str, Any], str]] = {}
         self._files: OrderedDict[str, LogFile] = OrderedDict()  # least recently used first
         self._scanned: set[str] = set()
+        self._probed: set[str] = set()  # per-record paths whose folders exist and that are no folder
         self._last_sync = time.monotonic()
         self.compressor = Compressor(name, clock) if rotate else None
 
@@ -52,8 +60,30 @@ class FileSink:
             path = self.template.render(record)  # type: ignore[union-attr]
         except RecordRefused as error:
             raise RecordRefused(f"output {self.name!r}: {error}") from None
+        if path not in self._files and path not in self._probed:
+            self._probe(path)
         self._checked[id(record)] = (record, path)
         return path
+
+    def _probe(self, path: str) -> None:
+        """Make the path's folders now; RecordRefused when its shape collides with what exists.
+
+        Found here, a collision is the record's route failing (quarantined); found at the
+        flush, it would be an output failure that holds back the acks of every queue.
+        """
+        try:
+            make_folders(os.path.dirname(path), self.own)
+            if not os.path.isdir(os.path.dirname(path)):
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
+            if os.path.isdir(path):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory")
+        except OSError as error:
+            if error.errno in PATH_ERRORS:
+                raise RecordRefused(f"output {self.name!r}: path {path[:300]!r} refused: {error.strerror}") from None
+            return  # disk full and the like: the flush fails and holds the acks, as for any output
+        if len(self._probed) >= PROBED_MAX:
+            self._probed.clear()
+        self._probed.add(path)
 
     def write(self, record: dict[str, Any], line: str, route: Route | None = None) -> None:
         """Buffer one line for its file until the next flush (the route does not matter to a file)."""

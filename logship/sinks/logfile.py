@@ -157,14 +157,19 @@ def _unlock(fd: int) -> None:
 
 
 def make_folders(folder: str, own: Ownership) -> None:
-    """Create `folder` and its missing parents with the configured mode and owner."""
-    if not folder or os.path.isdir(folder):
-        return
-    make_folders(os.path.dirname(folder), own)
-    try:
-        os.mkdir(folder, own.dir_mode)
-    except FileExistsError:
-        return
-    os.chmod(folder, own.dir_mode)
-    if own.uid != -1 or own.gid != -1:
-        os.chown(folder, own.uid, own.gid)
+    """Create `folder` and its missing parents with the configured mode and owner (a loop: no depth overflows it)."""
+    missing = []
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, own.dir_mode)
+        except FileExistsError:
+            continue  # made meanwhile, or a file (then the next mkdir or open says ENOTDIR)
+        os.chmod(path, own.dir_mode)
+        if own.uid != -1 or own.gid != -1:
+            os.chown(path, own.uid, own.gid)
