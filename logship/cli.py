@@ -1,8 +1,9 @@
-"""`logship run`, `check`, `render` and `replay`, with named exit codes."""
+"""`logship run`, `check`, `render`, `replay` and `init`, with named exit codes."""
 from __future__ import annotations
 
 import argparse
 import base64
+import os
 import sys
 from typing import IO, Iterator
 
@@ -13,6 +14,8 @@ from .config import Config, Queue, load, scoped, warnings
 from .errors import ConfigError, FormatError, LogshipError, MessageError, OutputError, RenderError
 from .formats import FormatSet, utc_iso
 from .record import Source, decode, records
+from . import shipped
+from .shipped import DEFAULT_CONFIG
 
 EXIT_OK = 0
 EXIT_FAILURE = 1      # a runtime failure: broker, outputs
@@ -149,6 +152,31 @@ def _unwrap(line: bytes, queue: str) -> tuple[bytes, str, str | None]:
         return line, queue, None
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write a starting config and the shipped formats, or print the unit or logrotate snippet."""
+    if args.unit or args.logrotate:
+        print(shipped.unit() if args.unit else shipped.shipped("systemd/logship.logrotate"), end="")
+        return EXIT_OK
+    written = shipped.init(args.dir, force=args.force)
+    for path in written.files:
+        print(f"wrote {path}")
+    config = written.files[0]
+    if str(config) != DEFAULT_CONFIG:
+        print(f"use it with --config {config} or LOGSHIP_CONFIG={config}")
+    for step in written.todo:
+        print(f"to do: {step}")
+    return EXIT_OK
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    """--config, else $LOGSHIP_CONFIG, else /etc/logship/logship.toml; a missing file is a config error."""
+    path = args.config or os.environ.get("LOGSHIP_CONFIG") or DEFAULT_CONFIG
+    if not os.path.exists(path):
+        raise ConfigError(path, "", f"no such file: `logship init {os.path.dirname(os.path.abspath(path))}` "
+                          "writes a starting config and the shipped formats there")
+    return path
+
+
 def _queue(config: Config, name: str) -> Queue:
     """The configured queue called `name`, or one with the defaults for that name."""
     return next((q for q in config.queues if q.name == name), None) or scoped((Queue(name),))[0]
@@ -180,7 +208,8 @@ def parser() -> argparse.ArgumentParser:
 
     def command(name: str, func: object, help: str, description: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help, description=description)
-        c.add_argument("--config", "-c", required=True, metavar="PATH", help="the TOML config file")
+        c.add_argument("--config", "-c", metavar="PATH", help="the TOML config file (default $LOGSHIP_CONFIG, "
+                       f"else {DEFAULT_CONFIG})")
         c.set_defaults(func=func)
         return c
 
@@ -205,6 +234,18 @@ def parser() -> argparse.ArgumentParser:
                        "quarantine file send the raw bodies they kept again.")
     p_replay.add_argument("file", metavar="FILE", help="JSON-lines file; - for stdin")
     p_replay.add_argument("--queue", default="results", help="read plain lines as if from this queue (default results)")
+    p_init = sub.add_parser("init", help="write a starting config and the shipped formats; print the unit",
+                            description="Write DIR/logship.toml (the production example, /etc/logship replaced by DIR) "
+                            "and DIR/formats/ with the shipped formats; existing files are left alone unless "
+                            "--force. --unit and --logrotate print the systemd unit (its command lines naming "
+                            "this logship) and the logrotate snippet instead.")
+    p_init.add_argument("dir", nargs="?", default=os.path.dirname(DEFAULT_CONFIG), metavar="DIR",
+                        help=f"the config folder (default {os.path.dirname(DEFAULT_CONFIG)})")
+    p_init.add_argument("--force", action="store_true", help="overwrite existing files")
+    printed = p_init.add_mutually_exclusive_group()
+    printed.add_argument("--unit", action="store_true", help="print the systemd unit for this install and exit")
+    printed.add_argument("--logrotate", action="store_true", help="print the logrotate snippet and exit")
+    p_init.set_defaults(func=cmd_init)
     return p
 
 
@@ -212,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `logship` command."""
     args = parser().parse_args(argv)
     try:
+        if hasattr(args, "config"):
+            args.config = _config_path(args)
         return args.func(args)
     except (ConfigError, FormatError) as error:
         print(f"logship: config error: {error}", file=sys.stderr)

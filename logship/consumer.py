@@ -27,6 +27,10 @@ BROKER_ERRORS = (pika.exceptions.AMQPError, ConnectionError, OSError)
 # but never more than about twice as often as batch_interval alone allows (README, "Batches").
 QUIET_SHARE = 0.2
 
+# The queues' ready messages (logship_queue_messages) are sampled this often: a passive
+# declare per queue on a channel of its own, between two loop turns, never per delivery.
+SAMPLE_EVERY = 5.0
+
 
 class ConsumerCancelled(Exception):
     """The broker cancelled a consumer (its queue was deleted)."""
@@ -49,7 +53,10 @@ class Consumer:
         self._retry_at = 0.0
         self._output_backoff = 0.0
         self.output_error: str | None = None
-        self.last_ack = time.monotonic()
+        self.last_ack_time = time.time()  # wall clock, for logship_last_ack_timestamp_seconds
+        self.queue_messages: dict[str, int] = {}  # ready messages per queue, at the last sample
+        self._sample_channel: pika.adapters.blocking_connection.BlockingChannel | None = None
+        self._sample_at = 0.0
         self.acked = self.rejected = 0
         # for STATUS= and metrics: per (queue, received|acked|rejected), the last error (time, text)
         self.deliveries: Counter[tuple[str, str]] = Counter()
@@ -116,6 +123,7 @@ class Consumer:
         channel.basic_qos(prefetch_count=self.broker.prefetch)
         channel.add_on_cancel_callback(self._on_cancel)
         self._pending.clear()
+        self._sample_at, self._sample_channel = 0.0, None  # sampled at the new connection's first turn
         for queue in self.queues:
             if queue.declare:
                 channel.queue_declare(queue.name, durable=True)
@@ -133,6 +141,7 @@ class Consumer:
             if channel.is_closed:  # the broker closed it (a protocol error): its deliveries are requeued
                 raise pika.exceptions.ChannelWrongStateError("the broker closed the channel")
             self._settle(channel, force=False)
+            self._sample_queues(connection)
             if self.on_tick:
                 self.on_tick()
         self._finish(channel)
@@ -156,6 +165,23 @@ class Consumer:
             self._pending.append((method.delivery_tag, ok, queue.name))  # type: ignore[attr-defined]
             self.deliveries[received] += 1
         return on_message
+
+    def _sample_queues(self, connection: pika.BlockingConnection) -> None:
+        """Every SAMPLE_EVERY seconds, the ready messages of each queue; a failure leaves consuming alone."""
+        now = time.monotonic()
+        if now < self._sample_at:
+            return
+        self._sample_at = now + SAMPLE_EVERY
+        try:
+            if self._sample_channel is None or not self._sample_channel.is_open:
+                self._sample_channel = connection.channel()
+            for queue in self.queues:
+                declared = self._sample_channel.queue_declare(queue.name, passive=True)
+                self.queue_messages[queue.name] = declared.method.message_count
+        except Exception as error:  # a lost connection shows in the loop's next turn, not here
+            self._sample_channel = None
+            self.queue_messages.clear()  # unknown rather than stale
+            log.debug("queue sample failed", extra={"error": _describe(error)})
 
     def _on_cancel(self, frame: object) -> None:
         """The broker cancelled us (queue deleted): reconnect instead of hanging silently."""
@@ -198,7 +224,7 @@ class Consumer:
             channel.basic_ack(good[-1], multiple=True)  # type: ignore[attr-defined]
         self._count_settled()
         self._pending.clear()
-        self.last_ack = now
+        self.last_ack_time = time.time()
 
     def _count_settled(self) -> None:
         """Count the batch just settled, per queue and in total."""

@@ -110,10 +110,12 @@ def line_count(path: Path) -> int:
 class RunningDaemon:
     """`logship run` as a child process, its own log captured."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, command: str | None = None) -> None:
+        """`command` is a `logship` executable (an installed one); by default the checkout's, run from it."""
         self.log_path = config.parent / "logship.stderr"
-        self.process = subprocess.Popen([sys.executable, "-m", "logship.cli", "run", "--config", str(config)],
-                                        stderr=open(self.log_path, "wb"), cwd=ROOT,
+        argv = [command] if command else [sys.executable, "-m", "logship.cli"]
+        self.process = subprocess.Popen([*argv, "run", "--config", str(config)],
+                                        stderr=open(self.log_path, "wb"), cwd=config.parent if command else ROOT,
                                         env={**os.environ, **(env or {})})
 
     def log(self) -> list[dict[str, Any]]:
