@@ -1,6 +1,7 @@
 """From a delivery to rendered lines in the outputs; no broker in sight."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -127,7 +128,10 @@ class Pipeline:
         except MessageError as error:
             self._quarantine(delivery, str(error))
             return False
-        lines, failures = self.render(records(message, delivery.source, self.clock()), message, delivery.only)
+        source = delivery.source
+        if delivery.only is not None:  # the failed attempts are named: read them all, whatever the scope
+            source = dataclasses.replace(source, scope="all")
+        lines, failures = self.render(records(message, source, self.clock()), message, delivery.only)
         if failures and not lines and delivery.only is None:  # every route failed: reject it whole
             self._quarantine(delivery, self._reason(failures, message), message)
             return False
