@@ -39,6 +39,9 @@ class Daemon:
         self.service = Service(self)  # sd_notify and metrics
         self.consumer.on_consuming = self.service.consuming
         self.reloads: Counter[str] = Counter()   # "ok" / "failed", for metrics
+        self.reopens = 0                         # SIGHUP and SIGUSR1 reopens, for metrics
+        # the outcome of the last reload, and when one last succeeded (start-up counts as one)
+        self.last_reload_ok, self.last_reload_success = True, time.time()
         self._reopen = False
         self._reload_at: float | None = None  # when to reload next (monotonic), None: not asked
         self._gone: set[str] = set()  # live formats whose file was missing at the last reload
@@ -48,6 +51,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._hangup)
+        signal.signal(signal.SIGUSR1, self._reopen_signal)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past a file size limit: EFBIG, not death
         log.info("started", extra={"config": self.config.file, "formats": self.formats.versions(),
                                    "outputs": [o.name for o in self.config.outputs],
@@ -75,20 +79,30 @@ class Daemon:
         """Called from the consumer's loop between deliveries: reload and reopen happen here."""
         due = self._reload_at is not None and time.monotonic() >= self._reload_at \
             and not (self.watcher and self.watcher.busy())  # mid-save: the watcher calls again
-        if due or self._reopen:
-            self._reload_and_reopen(due)
+        if due:
+            self._reload_and_reopen()
+        elif self._reopen:
+            self._reopen_outputs()
         self.service.tick()
 
-    def _reload_and_reopen(self, reload: bool) -> None:
-        """A reload and/or reopen between RELOADING=1 and READY=1 (systemd), counted for metrics."""
+    def _reload_and_reopen(self) -> None:
+        """A reload (and the reopen SIGHUP asks for) between RELOADING=1 and READY=1, counted for metrics."""
         self.service.reloading()
-        ok = self.reload() if reload else True
+        ok = self.reload()
+        self._reopen_outputs()
+        self.reloads["ok" if ok else "failed"] += 1
+        self.last_reload_ok = ok
+        if ok:
+            self.last_reload_success = time.time()
+        self.service.reloaded()
+
+    def _reopen_outputs(self) -> None:
+        """Reopen every output file and the quarantine, if a signal asked for it; no reload."""
         if self._reopen:
             self._reopen = False
             self.pipeline.reopen()
+            self.reopens += 1
             log.info("outputs reopened")
-        self.reloads["ok" if ok else "failed"] += 1
-        self.service.reloaded()
 
     def request_reload(self) -> None:
         """Ask for a reload at the next tick (thread-safe: the watcher calls it)."""
@@ -143,3 +157,7 @@ class Daemon:
         """SIGHUP: reload config and formats and reopen output files, at the next tick."""
         self._reopen = True
         self._reload_at = 0.0
+
+    def _reopen_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        """SIGUSR1 (logrotate): reopen the output files and the quarantine at the next tick, nothing else."""
+        self._reopen = True

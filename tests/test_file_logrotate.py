@@ -32,8 +32,8 @@ def snippet(mode: str, path: Path, pid: int) -> str:
         block = "\n".join(line[1:] if line.startswith("#") else line for line in block.splitlines())
     if mode == "create-without-signal":
         block = block[:block.index("    postrotate")] + "}\n"
-    block = block.replace("/var/log/logship/*.log", str(path))
-    block = block.replace("systemctl kill --signal=HUP logship.service", f"kill -HUP {pid}")
+    block = block.replace("/var/log/logship/*.log /var/log/logship/*.jsonl", str(path))
+    block = block.replace("systemctl kill --signal=USR1 logship.service", f"kill -USR1 {pid}")
     return block.replace("rotate 30", "rotate 1000")  # keep every rotated file for the count
 
 
