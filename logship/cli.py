@@ -12,7 +12,8 @@ import orjson
 from . import __version__
 from .config import Config, Queue, load, scoped, warnings
 from .errors import ConfigError, FormatError, LogshipError, MessageError, OutputError, RenderError
-from .formats import FormatSet, utc_iso
+from .budget import BUDGET
+from .formats import FormatSet, configure, utc_iso
 from .record import Source, decode, records
 from . import shipped
 from .shipped import DEFAULT_CONFIG
@@ -37,6 +38,7 @@ def checked_config(path: str) -> tuple[Config, FormatSet]:
     for error in formats.errors.values():
         raise error
     routers(config)
+    configure(config.formats.render_timeout, config.formats.max_line_length)
     return config, formats
 
 
@@ -86,13 +88,14 @@ def cmd_render(args: argparse.Namespace) -> int:
         with _open(name) as f:
             body = f.read()
         try:
-            message = decode(body)
+            message = decode(body, max_size=config.messages.bytes)
         except MessageError as error:
             print(f"{name}: {error}", file=sys.stderr)
             status = EXIT_DATAERR
             continue
+        secrets = config.formats.exposes_secrets(args.format)
         for record in records(message, source, 0.0 if args.epoch_zero else _now()):
-            print(formats[args.format].render(record))
+            print(formats[args.format].render({**record, "message": message} if secrets else record))
     return status
 
 
@@ -108,12 +111,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     sources: dict[str, Source] = {}
     messages = rejected = 0
     try:
-        for body, queue_name, encoding in _lines(args.file, args.queue):
+        for body, queue_name, encoding, only in _lines(args.file, args.queue):
             source = sources.get(queue_name)
             if source is None:
                 queue = _queue(config, queue_name)
                 source = sources[queue_name] = Source(queue.name, queue.scope or "all", queue.final)
-            if not pipeline.handle(Delivery(body, source, encoding)):
+            if not pipeline.handle(Delivery(body, source, encoding, only)):
                 rejected += 1
             messages += 1
             if messages % REPLAY_FLUSH_EVERY == 0:
@@ -125,7 +128,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _lines(name: str, queue: str) -> Iterator[tuple[bytes, str, str | None]]:
+def _lines(name: str, queue: str) -> Iterator[Line]:
     """(body, queue, content encoding) of each line of a JSON-lines file.
 
     A plain line is a result message from `queue`; a {"queue", "body"} line (the traffic
@@ -138,18 +141,28 @@ def _lines(name: str, queue: str) -> Iterator[tuple[bytes, str, str | None]]:
                 yield _unwrap(line, queue)
 
 
-def _unwrap(line: bytes, queue: str) -> tuple[bytes, str, str | None]:
-    """The delivery a line stands for; anything unexpected is passed on for the pipeline to judge."""
+Line = tuple[bytes, str, "str | None", "frozenset[tuple[str, str, int]] | None"]
+"""What a replayed line stands for: body, queue, content encoding, and the only routes to redo."""
+
+
+def _unwrap(line: bytes, queue: str) -> Line:
+    """The delivery a line stands for; anything unexpected is passed on for the pipeline to judge.
+
+    A quarantine entry with `routes` was written in part: only its failed (format, output,
+    attempt) are rendered again, so after a fix and a replay every output holds it once.
+    """
     if not line.startswith((b'{"queue"', b'{"quarantined"')):
-        return line, queue, None
+        return line, queue, None, None
     try:
         entry = orjson.loads(line)
         if "quarantined" in entry:
             body = entry["body"].encode() if "body" in entry else base64.b64decode(entry["body_base64"])
-            return body, entry["queue"], entry.get("content_encoding")
-        return orjson.dumps(entry["body"]), entry["queue"], None
+            only = None if entry.get("routes") is None else frozenset(
+                (r["format"], r["output"], int(r["attempt"])) for r in entry["routes"])
+            return body, entry["queue"], entry.get("content_encoding"), only
+        return orjson.dumps(entry["body"]), entry["queue"], None, None
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-        return line, queue, None
+        return line, queue, None, None
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -255,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if hasattr(args, "config"):
             args.config = _config_path(args)
+        BUDGET.arm()  # renders (run, replay, render) are timed: formats.render_timeout
         return args.func(args)
     except (ConfigError, FormatError) as error:
         print(f"logship: config error: {error}", file=sys.stderr)
@@ -264,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
+    finally:
+        BUDGET.disarm()
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def test_replay_quarantines_bad_lines_and_goes_on(config, workdir):
     out = logship("replay", "--config", str(config), "-", stdin=lines)
     assert out.returncode == 0
     assert b"replayed 11 messages, 2 quarantined" in out.stderr
-    assert len((workdir / "log" / "quarantine.jsonl").read_text().splitlines()) == 2
+    assert len((workdir / "quarantine" / "quarantine.jsonl").read_text().splitlines()) == 2
     assert len((workdir / "log" / "deliveries.log").read_text().splitlines()) == 9
 
 

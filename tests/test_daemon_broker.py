@@ -84,7 +84,7 @@ def test_a_bad_body_is_quarantined_and_dead_lettered(workdir, vhost_url, sample)
     connection.close()
     config = trace_config(workdir, vhost_url)
     config.write_text(config.read_text().replace("declare = true\n", ""))
-    quarantine = workdir / "log" / "quarantine.jsonl"
+    quarantine = workdir / "quarantine" / "quarantine.jsonl"
     with RunningDaemon(config) as daemon:
         wait_for(lambda: queue_depth(vhost_url, "dead") == 1, what="the dead-lettered message")
         wait_for(lambda: line_count(workdir / "log" / "all.jsonl") == 1, what="the good message's record")
