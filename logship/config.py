@@ -78,6 +78,43 @@ class Formats:
 
     dir: str = field(default="formats", metadata=PATH)
     watch: bool = True  # reload when a format or the config file changes on disk (README: reload)
+    render_timeout: float = 1.0        # seconds one render, `when` or path expression may take
+    max_line_length: int = 1 << 20     # characters a line (and any value built on the way) may have
+    # true, or the names of the formats that see dkim keys, the smarthost password, mime and data
+    expose_secrets: bool | tuple[str, ...] = False
+
+    def __post_init__(self) -> None:
+        if self.render_timeout <= 0:
+            raise ValueError("render_timeout: must be more than 0")
+        if self.max_line_length < 1:
+            raise ValueError("max_line_length: must be at least 1")
+
+    def exposes_secrets(self, name: str) -> bool:
+        """Whether the format called `name` sees the secrets in a message (opted in)."""
+        return self.expose_secrets is True or (isinstance(self.expose_secrets, tuple) and name in self.expose_secrets)
+
+
+@dataclass(frozen=True)
+class Messages:
+    """Limits on the bodies logship takes from the broker."""
+
+    # a body may be this big, as received and after gzip or deflate: past it, it is quarantined
+    max_size: str | int = "64MiB"
+
+    def __post_init__(self) -> None:
+        from .sinks.rotate import parse_size
+        try:
+            size = parse_size(self.max_size)
+        except ValueError:
+            raise ValueError(f"max_size: {self.max_size!r} is not a size such as \"64MiB\"") from None
+        if size < 1:
+            raise ValueError("max_size: must be more than 0")
+
+    @property
+    def bytes(self) -> int:
+        """max_size in bytes."""
+        from .sinks.rotate import parse_size
+        return parse_size(self.max_size)
 
 
 
@@ -102,7 +139,8 @@ class Route:
 class Quarantine:
     """Where undecodable or unrenderable messages are kept, raw."""
 
-    path: str = field(default="log/quarantine.jsonl", metadata=PATH)
+    # its own folder, apart from the logs that log shippers read: it may hold whole bodies
+    path: str = field(default="quarantine/quarantine.jsonl", metadata=PATH)
 
 
 @dataclass(frozen=True)
@@ -144,6 +182,7 @@ class Config:
     broker: Broker = field(default_factory=Broker)
     queues: tuple[Queue, ...] = ()
     formats: Formats = field(default_factory=Formats)
+    messages: Messages = field(default_factory=Messages)
     outputs: tuple[Output, ...] = ()
     routes: tuple[Route, ...] = ()
     quarantine: Quarantine = field(default_factory=Quarantine)
