@@ -3,73 +3,16 @@ from __future__ import annotations
 
 import os
 import tomllib
-import urllib.parse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Mapping
 
+from .broker.settings import RETRY_ROLES, Broker, Queue, Scope, credentials
 from .errors import ConfigError
 from .outputs import Output
 from .schema import PATH, build
 
-Scope = Literal["all", "latest", "message"]
-#: MailerQ's retry queue carries every attempt so far: only the newest one is new
-RETRY_ROLES = {"retry"}
-
-
-@dataclass(frozen=True)
-class Broker:
-    """Where and how to consume."""
-
-    url: str = field(default="amqp://guest:guest@localhost:5672/%2F", repr=False)
-    password_file: str | None = field(default=None, metadata=PATH)
-    prefetch: int = 1000
-    heartbeat: int = 30
-    # acknowledge at most this many deliveries at once; unset: a quarter of prefetch (see README)
-    batch_size: int | None = None
-    batch_interval: float = 0.05  # and at the latest this many seconds after the first
-    reconnect_max: float = 30.0   # cap of the reconnect backoff, seconds
-
-    def __post_init__(self) -> None:
-        if not self.url.startswith(("amqp://", "amqps://")):
-            raise ValueError("url: must start with amqp:// or amqps://")
-        if self.batch_size is None:
-            # Acks a quarter of the window at a time, so the broker always has three quarters
-            # to send ahead while a batch syncs; and a batch fills even at a small prefetch.
-            object.__setattr__(self, "batch_size", max(1, self.prefetch // 4))
-        for name in ("prefetch", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be at least 1")
-        if self.batch_interval <= 0:
-            raise ValueError("batch_interval: must be more than 0")
-
-    @property
-    def display_url(self) -> str:
-        """The URL with any password replaced, safe to log."""
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-@dataclass(frozen=True)
-class Queue:
-    """One queue to consume, and which of its attempts are new."""
-
-    name: str
-    role: Literal["results", "success", "failures", "retry", "other"] | None = None
-    scope: Scope | None = None
-    declare: bool = False  # declare the queue (durable) if it does not exist
-
-    def __post_init__(self) -> None:
-        role = self.role or (self.name if self.name in ("results", "success", "failures", "retry") else "other")
-        object.__setattr__(self, "role", role)
-
-    @property
-    def final(self) -> bool:
-        """Whether messages on this queue carry a final result."""
-        return self.role not in RETRY_ROLES
+__all__ = ["RETRY_ROLES", "Broker", "Queue", "Scope"]  # the broker's settings, at home in broker/
 
 
 @dataclass(frozen=True)
@@ -195,7 +138,7 @@ class Config:
         return next(o for o in self.outputs if o.name == name)
 
 
-def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None,
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None,
          require_formats: bool = True) -> Config:
     """Read, check and resolve the config file at `path`.
 
@@ -211,7 +154,8 @@ def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None,
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(file, "", f"not valid TOML: {error}") from None
     config = build(Config, table, "", file, Path(file).resolve().parent)
-    config = replace(config, file=file, broker=_credentials(config.broker, file, environ or os.environ),
+    environ = os.environ if environ is None else environ  # {} is an empty environment
+    config = replace(config, file=file, broker=credentials(config.broker, file, environ),
                      queues=scoped(config.queues))
     check(config, require_formats)
     return config
@@ -242,24 +186,6 @@ def warnings(config: Config) -> list[str]:
         found.append(f"broker.batch_size ({broker.batch_size}) is larger than broker.prefetch ({broker.prefetch}): "
                      "a batch never fills, so every ack waits for broker.batch_interval")
     return found
-
-
-def _credentials(broker: Broker, file: str, environ: dict[str, str]) -> Broker:
-    """Apply LOGSHIP_BROKER_URL, LOGSHIP_BROKER_PASSWORD or password_file to the URL."""
-    url = environ.get("LOGSHIP_BROKER_URL", broker.url)
-    password = environ.get("LOGSHIP_BROKER_PASSWORD")
-    if password is None and broker.password_file:
-        try:
-            password = Path(broker.password_file).read_text().strip()
-        except OSError as error:
-            raise ConfigError(file, "broker.password_file", f"cannot read: {error.strerror}") from None
-    if password is not None:
-        parts = urllib.parse.urlsplit(url)
-        user = parts.username or "guest"
-        host = parts.netloc.rpartition("@")[2]
-        netloc = f"{user}:{urllib.parse.quote(password, safe='')}@{host}"
-        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    return replace(broker, url=url)
 
 
 def check(config: Config, require_formats: bool = True) -> None:

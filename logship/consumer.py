@@ -1,7 +1,8 @@
-"""The only module that knows pika (with amqp_frames): connection, qos, batched acks, reconnects."""
+"""The only module that knows pika (with amqp_frames): connection, qos, batched acks, failover between nodes."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from typing import Callable, Iterable
@@ -10,8 +11,10 @@ import pika
 import pika.exceptions
 
 from . import amqp_frames
+from .broker import tls
+from .broker.nodes import Nodes
 from .config import Broker, Queue
-from .errors import OutputError
+from .errors import ConfigError, OutputError
 from .pipeline import Delivery, Pipeline
 from .record import Source
 
@@ -31,6 +34,11 @@ QUIET_SHARE = 0.2
 # declare per queue on a channel of its own, between two loop turns, never per delivery.
 SAMPLE_EVERY = 5.0
 
+# The settings a connection is made with; a reload that changes one of them reconnects.
+CONNECTION_KEYS = ("url", "prefetch", "heartbeat", "tls_ca", "tls_cert", "tls_key", "tls_verify", "tls_server_name")
+# What the broker says when a declaration differs from the queue: our key for each argument
+ARGUMENT_KEYS = {"x-queue-type": "type", "x-single-active-consumer": "single_active", "durable": "declare"}
+
 
 class ConsumerCancelled(Exception):
     """The broker cancelled a consumer (its queue was deleted)."""
@@ -47,6 +55,7 @@ class Consumer:
         self.stopping = False
         self._reconnect = False  # new broker settings: finish the batch, then connect anew
         self.connection: pika.BlockingConnection | None = None
+        self.nodes = Nodes(broker.urls, broker.reconnect_max)
         self._pending: list[tuple[int, bool, str]] = []   # (delivery tag, ack?, queue) not yet settled
         self._first_pending = 0.0
         self._last_arrival = 0.0  # when a loop turn last brought deliveries
@@ -66,22 +75,27 @@ class Consumer:
         self.tick_interval = 1.0   # the longest the loop waits between on_tick calls
 
     def run(self) -> None:
-        """Consume until stop(); reconnect with capped backoff whenever the broker goes away."""
-        delay = 0.5
-        while not self.stopping:
-            try:
-                self._consume()
-                delay = 0.5
-            except (*BROKER_ERRORS, ConsumerCancelled) as error:
-                if self.stopping:
-                    break
-                self.last_error, self.reconnects = (time.time(), _describe(error)), self.reconnects + 1
-                log.warning("reconnecting to the broker",
-                            extra={"error": _describe(error), "retry_in": round(delay, 1)})
-                self._close_quietly()
-                self._sleep(delay)
-                delay = min(delay * 2, self.broker.reconnect_max)
+        """Consume until stop(); a lost node hands over to the next, with a capped backoff per full round."""
+        try:
+            while not self.stopping:
+                try:
+                    self._consume()
+                except (*BROKER_ERRORS, ConsumerCancelled) as error:
+                    if self.stopping:
+                        break
+                    self._lost(error)
+        finally:
+            self._close_quietly()
+
+    def _lost(self, error: BaseException) -> None:
+        """Note the failed or lost node, close, and go on to the next one (after the backoff, at a round's end)."""
+        node, description = self.nodes.display(), _describe(error)
+        delay = self.nodes.failed()
+        self.last_error, self.reconnects = (time.time(), description), self.reconnects + 1
+        log.warning("reconnecting to the broker", extra={"error": description, "node": node,
+                                                         "next": self.nodes.display(), "retry_in": round(delay, 1)})
         self._close_quietly()
+        self._sleep(delay)
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, ack it and return (signal-safe)."""
@@ -91,12 +105,14 @@ class Consumer:
     def reconfigure(self, broker: Broker, queues: Iterable[Queue]) -> bool:
         """Take new settings; True when they need a new connection (made after this batch)."""
         queues = tuple(queues)
-        old = (self.broker.url, self.broker.prefetch, self.broker.heartbeat, self.queues)
+        same = _connection(self.broker) == _connection(broker) and queues == self.queues
         self.broker, self.queues = broker, queues
-        if old == (broker.url, broker.prefetch, broker.heartbeat, queues):
+        self.nodes.cap = broker.reconnect_max
+        if same:
             return False
         log.info("broker settings changed; reconnecting after the batch in hand",
                  extra={"broker": broker.display_url, "queues": [q.name for q in queues]})
+        self.nodes.retarget(broker.urls)
         self._reconnect = True
         return True
 
@@ -111,11 +127,8 @@ class Consumer:
 
     def _consume(self) -> None:
         """One connection's life: set up, loop, and on stop settle the last batch."""
-        params = pika.URLParameters(self.broker.url)
-        params.heartbeat = self.broker.heartbeat
-        params.connection_attempts = 1
         self._reconnect = False
-        self.connection = connection = pika.BlockingConnection(params)
+        self.connection = connection = pika.BlockingConnection(self._parameters(self.nodes.url))
         if not amqp_frames.install(connection):
             log.info("pika's internals are not the expected ones; reading the socket as pika does",
                      extra={"pika": pika.__version__})
@@ -126,10 +139,11 @@ class Consumer:
         self._sample_at, self._sample_channel = 0.0, None  # sampled at the new connection's first turn
         for queue in self.queues:
             if queue.declare:
-                channel.queue_declare(queue.name, durable=True)
+                self._declare(channel, queue)
             channel.basic_consume(queue.name, self._callback(channel, queue))
-        log.info("consuming", extra={"broker": self.broker.display_url,
-                                     "queues": [q.name for q in self.queues]})
+        failover = self.nodes.connected()
+        log.info("consuming", extra={"broker": self.nodes.display(), "nodes": len(self.nodes.urls),
+                                     "failover": failover, "queues": [q.name for q in self.queues]})
         self.consuming = True
         if self.on_consuming:
             self.on_consuming()
@@ -146,18 +160,46 @@ class Consumer:
                 self.on_tick()
         self._finish(channel)
 
+    def _parameters(self, url: str) -> pika.URLParameters:
+        """pika's parameters for one node: our heartbeat, one try (the rounds are ours), TLS for amqps://."""
+        params = pika.URLParameters(url)
+        params.heartbeat = self.broker.heartbeat
+        params.connection_attempts = 1
+        if url.startswith("amqps://"):
+            params.ssl_options = pika.SSLOptions(tls.context(self.broker), tls.server_name(self.broker, url))
+        return params
+
+    def _declare(self, channel: pika.adapters.blocking_connection.BlockingChannel, queue: Queue) -> None:
+        """Declare a queue as configured; one that exists with other arguments is a config error."""
+        try:
+            channel.queue_declare(queue.name, durable=True, arguments=queue.arguments)
+        except pika.exceptions.ChannelClosedByBroker as error:
+            if error.reply_code != 406:  # PRECONDITION_FAILED: the same answer on every node, every time
+                raise
+            problem = _mismatch(queue.name, error.reply_text)
+            log.error("queue declaration refused", extra={"queue": queue.name, "error": problem})
+            key = f"queues[{self.queues.index(queue)}]"
+            arg = re.search(r"inequivalent arg '([^']+)'", error.reply_text)
+            raise ConfigError(self.nodes.display(), f"{key}.{ARGUMENT_KEYS.get(arg[1], 'declare') if arg else 'declare'}",
+                              problem) from None
+
     def _callback(self, channel: object, queue: Queue) -> Callable[..., None]:
         """The on-message callback for one queue."""
-        sources: dict[tuple[str, bool], Source] = {}  # one per routing key, not one per delivery
+        sources: dict[tuple[str, bool, int | None], Source] = {}  # one per routing key, not one per delivery
         received = (queue.name, "received")
 
         def on_message(_channel: object, method: object, properties: object, body: bytes) -> None:
-            key = (method.routing_key, method.redelivered)  # type: ignore[attr-defined]
+            headers = properties.headers  # type: ignore[attr-defined]
+            count = _delivery_count(headers) if headers else None
+            key = (method.routing_key, method.redelivered, count)  # type: ignore[attr-defined]
             source = sources.get(key)
             if source is None:
                 if len(sources) > 1000:  # a publisher with endless routing keys: do not grow
                     sources.clear()
-                source = sources[key] = Source(queue.name, queue.scope, queue.final, *key)
+                # not redelivered: delivered 0 times before, whatever the queue keeps; a classic
+                # queue counts nothing, so its redeliveries' count is unknown (empty in a format)
+                count = key[2] if key[2] is not None or key[1] else 0
+                source = sources[key] = Source(queue.name, queue.scope, queue.final, key[0], key[1], count)
             delivery = Delivery(body, source, properties.content_encoding)  # type: ignore[attr-defined]
             ok = self.pipeline.handle(delivery)
             if not self._pending:
@@ -256,6 +298,7 @@ class Consumer:
         connection, self.connection = self.connection, None
         self._pending.clear()
         self.consuming = False
+        self.nodes.in_use = None
         if connection is not None and connection.is_open:
             try:
                 connection.close()
@@ -280,3 +323,22 @@ def _describe(error: BaseException) -> str:
     """A short description of a broker error without credentials."""
     text = str(error) or repr(error)
     return f"{type(error).__name__}: {text}"[:300]
+
+
+def _connection(broker: Broker) -> tuple[object, ...]:
+    """The settings a connection is made with (batches and the backoff are not among them)."""
+    return tuple(getattr(broker, key) for key in CONNECTION_KEYS)
+
+
+def _delivery_count(headers: dict[str, object]) -> int | None:
+    """A quorum queue's x-delivery-count (deliveries before this one); None where the queue keeps none."""
+    count = headers.get("x-delivery-count")
+    return int(count) if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def _mismatch(name: str, reply: str) -> str:
+    """The broker's PRECONDITION_FAILED text as a sentence about the queue."""
+    detail = reply.removeprefix("PRECONDITION_FAILED - ")
+    return (f"queue {name!r} already exists with other arguments than the config declares ({detail}); "
+            "RabbitMQ keeps the first declaration: change the config to match, or delete the queue "
+            "(docs/cluster.md, \"Declaring queues\")")

@@ -1,0 +1,49 @@
+"""TLS for amqps:// broker URLs: the client context and the name each node's certificate must carry."""
+from __future__ import annotations
+
+import ssl
+import urllib.parse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .settings import Broker
+
+
+def context(broker: Broker) -> ssl.SSLContext:
+    """A client context: the node's certificate checked against tls_ca (or the system's CAs) by default."""
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls.minimum_version = ssl.TLSVersion.TLSv1_2
+    if broker.tls_verify:
+        if broker.tls_ca:
+            tls.load_verify_locations(cafile=broker.tls_ca)
+        else:
+            tls.load_default_certs()
+    else:
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    if broker.tls_cert:
+        tls.load_cert_chain(broker.tls_cert, broker.tls_key)
+    return tls
+
+
+def server_name(broker: Broker, url: str) -> str:
+    """The name the node's certificate is checked against: tls_server_name, else the URL's host."""
+    return broker.tls_server_name or urllib.parse.urlsplit(url).hostname or ""
+
+
+def check(broker: Broker) -> None:
+    """Load the CA, certificate and key now, so `check` and start-up name a bad file (ValueError)."""
+    if broker.tls_key and not broker.tls_cert:
+        raise ValueError("tls_key: needs tls_cert (the client certificate it belongs to)")
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    key = "tls_ca"
+    try:
+        if broker.tls_ca:
+            probe.load_verify_locations(cafile=broker.tls_ca)
+        key = "tls_cert"
+        if broker.tls_cert:
+            probe.load_cert_chain(broker.tls_cert, broker.tls_key)
+    except ssl.SSLError as error:
+        raise ValueError(f"{key}: cannot load: {error.reason or error}") from None
+    except OSError as error:
+        raise ValueError(f"{key}: cannot read {error.filename or ''}: {error.strerror}") from None

@@ -1,0 +1,146 @@
+"""A three-node RabbitMQ cluster on loopback for the test run, with TLS listeners signed by a CA made here."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import pika
+
+from broker import RabbitNode, free_port
+
+
+class TestCA:
+    """A certificate authority made with openssl for one test run, and certificates it signs."""
+
+    __test__ = False  # not a test class, whatever pytest thinks of its name
+
+    def __init__(self, folder: Path, name: str = "logship test CA") -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.key, self.cert = folder, folder / "ca.key", folder / "ca.pem"
+        _openssl("req", "-x509", *_NEW_KEY, "-keyout", self.key, "-out", self.cert, "-days", "2",
+                 "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+    def issue(self, name: str, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> tuple[Path, Path]:
+        """(certificate, key) for `name`, valid for `hosts` (DNS names and IP addresses)."""
+        cert, key, csr = (self.folder / f"{name}.{ext}" for ext in ("pem", "key", "csr"))
+        _openssl("req", "-new", *_NEW_KEY, "-keyout", key, "-out", csr, "-subj", f"/CN={hosts[0]}")
+        names = ",".join(f"IP:{h}" if h.replace(".", "").isdigit() else f"DNS:{h}" for h in hosts)
+        extensions = self.folder / f"{name}.ext"
+        extensions.write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth,clientAuth\n")
+        _openssl("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key, "-CAcreateserial",
+                 "-out", cert, "-days", "2", "-extfile", extensions)
+        return cert, key
+
+
+_NEW_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+
+
+def _openssl(*args: object) -> None:
+    """Run the openssl command line; its complaint becomes the error."""
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
+
+
+class RabbitCluster:
+    """Nodes of Debian's rabbitmq-server joined into one cluster (one Erlang cookie: the rabbitmq user's)."""
+
+    def __init__(self, size: int, ca: TestCA) -> None:
+        self.nodes = [RabbitNode() for _ in range(size)]
+        self.ca = ca
+        self.tls_ports = [self._with_tls(node) for node in self.nodes]
+
+    def _with_tls(self, node: RabbitNode) -> int:
+        """Give `node` a TLS listener with a certificate from the CA; its port."""
+        port = free_port()
+        cert, key = self.ca.issue(node.name.partition("@")[0])
+        for source in (self.ca.cert, cert, key):
+            shutil.copy(source, node.dir / source.name)
+        if os.geteuid() == 0:
+            for path in node.dir.iterdir():
+                shutil.chown(path, "rabbitmq", "rabbitmq")
+        with open(node.dir / "rabbitmq.conf", "a") as conf:
+            conf.write(f"listeners.ssl.1 = 127.0.0.1:{port}\n"
+                       f"ssl_options.cacertfile = {node.dir / self.ca.cert.name}\n"
+                       f"ssl_options.certfile = {node.dir / cert.name}\n"
+                       f"ssl_options.keyfile = {node.dir / key.name}\n"
+                       "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n")
+        return port
+
+    def start(self) -> None:
+        """Start every node at once, then join the others to the first."""
+        _all(node.start for node in self.nodes)
+        first = self.nodes[0].name
+        for node in self.nodes[1:]:
+            node.ctl("stop_app")
+            node.ctl("join_cluster", first)
+            node.ctl("start_app")
+        running = json.loads(self.nodes[0].ctl("cluster_status", "--formatter", "json"))["running_nodes"]
+        assert sorted(running) == sorted(n.name for n in self.nodes), running
+
+    def urls(self, vhost: str) -> list[str]:
+        """Every node's AMQP URL of `vhost`, in node order."""
+        return [node.vhost_url(vhost) for node in self.nodes]
+
+    def tls_urls(self, vhost: str, host: str = "localhost") -> list[str]:
+        """Every node's amqps:// URL of `vhost`."""
+        return [f"amqps://guest:guest@{host}:{port}/{vhost}" for port in self.tls_ports]
+
+    def running(self) -> RabbitNode:
+        """A node that is up, for rabbitmqctl and publishing."""
+        return next(node for node in self.nodes if node.process is not None)
+
+    def node_at(self, url: str) -> RabbitNode:
+        """The node whose AMQP port `url` names (the daemon logs the URL of the node it consumes from)."""
+        return next(node for node in self.nodes if f":{node.port}/" in url)
+
+    def new_vhost(self) -> str:
+        """A fresh virtual host on the whole cluster."""
+        return self.running().new_vhost()
+
+    def cleanup(self) -> None:
+        """Stop every node at once and remove their folders."""
+        _all(node.cleanup for node in self.nodes)
+
+
+def _all(calls: Iterator[Any] | Any) -> None:
+    """Run the calls on threads of their own and wait for all; the first error is raised."""
+    errors: list[BaseException] = []
+
+    def run(call: Any) -> None:
+        try:
+            call()
+        except BaseException as error:  # handed to the caller below
+            errors.append(error)
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def publish_confirmed(url: str, events: list[dict[str, Any]], queues: tuple[str, ...] = ("results", "retry")) -> int:
+    """Publish the events for `queues` persistent, with publisher confirms, without declaring; how many."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.confirm_delivery()  # each publish returns once the queue's quorum has the message
+    props = pika.BasicProperties(content_type="application/json", delivery_mode=2)
+    sent = 0
+    for event in events:
+        if event["queue"] in queues:
+            channel.basic_publish("", event["queue"], json.dumps(event["body"]).encode(), props, mandatory=True)
+            sent += 1
+    connection.close()
+    return sent
+
+
+def new_ca(name: str) -> TestCA:
+    """A CA in a temporary folder of its own."""
+    return TestCA(Path(tempfile.mkdtemp(prefix="logship-ca-")), name)
