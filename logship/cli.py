@@ -24,11 +24,6 @@ EXIT_USAGE = 2        # argparse's own
 EXIT_DATAERR = 65     # `render`: the input is not a result message (sysexits EX_DATAERR)
 EXIT_CONFIG = 78      # the config or a format is invalid (sysexits EX_CONFIG); no restart helps
 
-# replay acknowledges nothing, so its outputs need be durable only when it ends: flushing every
-# 10,000 messages bounds the lines held (a few MB) and keeps the fdatasyncs few (each one
-# waits for the disk: at every 1,000 they cost a fifth to a quarter of the wall time on a busy machine).
-REPLAY_FLUSH_EVERY = 10_000
-
 
 def checked_config(path: str) -> tuple[Config, FormatSet]:
     """Load the config and its formats; raise ConfigError or FormatError on any problem."""
@@ -100,31 +95,22 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Feed result messages from JSON lines through the pipeline to the outputs."""
-    from . import logs
+    """Feed result messages from JSON lines through the pipeline to the outputs; say what it did."""
+    from . import logs, replay
     from .memory import keep_freed_memory
-    from .pipeline import Delivery, Pipeline
+    from .pipeline import Pipeline
     config, formats = checked_config(args.config)
     logs.setup(config.log.level)
     keep_freed_memory()
-    pipeline = Pipeline.build(config, formats)
-    sources: dict[str, Source] = {}
-    messages = rejected = 0
+    pipeline = replay.dry_pipeline(config, formats) if args.dry_run else Pipeline.build(config, formats)
+    bar = replay.progress(args.file)
     try:
-        for body, queue_name, encoding, only in _lines(args.file, args.queue):
-            source = sources.get(queue_name)
-            if source is None:
-                queue = _queue(config, queue_name)
-                source = sources[queue_name] = Source(queue.name, queue.scope or "all", queue.final)
-            if not pipeline.handle(Delivery(body, source, encoding, only)):
-                rejected += 1
-            messages += 1
-            if messages % REPLAY_FLUSH_EVERY == 0:
-                pipeline.flush()
-        pipeline.flush()
+        summary = replay.Replay(config, pipeline, args.scope).run(_lines(args.file, replay.PlainQueue(args.queue)), bar)
     finally:
+        if bar is not None:
+            bar.close()
         pipeline.close()
-    print(f"replayed {messages} messages, {rejected} quarantined to {config.quarantine.path}", file=sys.stderr)
+    print(summary.line(config.quarantine.path, args.dry_run), file=sys.stderr)
     return EXIT_OK
 
 
@@ -229,7 +215,8 @@ def parser() -> argparse.ArgumentParser:
     command("run", cmd_run, "consume the queues and write records (the daemon)",
             "Consume the configured queues, write one record per new attempt to the outputs, "
             "acknowledge once they hold it. Stops cleanly on SIGTERM/SIGINT; SIGHUP reloads the config and formats and "
-            "reopens files; edited formats and config are reloaded on their own.")
+            "reopens files; SIGUSR1 (logrotate) only reopens files; edited formats and config are reloaded on "
+            "their own.")
     command("check", cmd_check, "validate the config and compile every format, offline",
             "Validate the config file and compile every format; exit 0 when all is well, "
             f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker.")
@@ -244,9 +231,16 @@ def parser() -> argparse.ArgumentParser:
                        "Send result messages, one JSON object a line, through the same pipeline to the "
                        "configured outputs: backfills, demos, quarantine recovery. Lines of the form "
                        '{"queue": NAME, "body": MESSAGE} are read as if from that queue; the lines of a '
-                       "quarantine file send the raw bodies they kept again.")
+                       "quarantine file send the raw bodies they kept again. A file holds each message once, "
+                       "so plain lines give every attempt (scope all) unless --scope says otherwise. Ends with "
+                       "one summary line on stderr; a progress bar while stderr is a terminal.")
     p_replay.add_argument("file", metavar="FILE", help="JSON-lines file; - for stdin")
     p_replay.add_argument("--queue", default="results", help="read plain lines as if from this queue (default results)")
+    p_replay.add_argument("--scope", choices=("all", "latest", "message"), help="which attempts of each message "
+                          "are new (default for plain lines: all, as a file holds each message once; latest for a "
+                          "retry queue's; lines naming their queue: that queue's configured scope)")
+    p_replay.add_argument("--dry-run", action="store_true", help="render, route and count, but write nothing "
+                          "to the outputs or the quarantine")
     p_init = sub.add_parser("init", help="write a starting config and the shipped formats; print the unit",
                             description="Write DIR/logship.toml (the production example, /etc/logship replaced by DIR) "
                             "and DIR/formats/ with the shipped formats; existing files are left alone unless "
