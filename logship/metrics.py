@@ -149,13 +149,15 @@ class DaemonCollector:
         errors = CounterMetricFamily("logship_render_errors", "Times a format failed to render a record "
                                      "(it raised or went over its budget); what failed went to the "
                                      "quarantine", labels=["format"])
-        for fmt, n in sorted(dict(stats.render_errors).items()):
-            errors.add_metric([fmt], n)
+        failed = dict(stats.render_errors)
+        for fmt in sorted({*failed, *(route.format for route in config.routes)}):  # 0 before the first
+            errors.add_metric([fmt], failed.get(fmt, 0))
         routes = CounterMetricFamily("logship_route_failures", "Records whose route failed (format or `when` "
                                      "raised, path refused) and went to the quarantine while the message's "
                                      "other routes were written", labels=["output", "format"])
-        for (output, fmt), n in sorted(dict(stats.route_failures).items()):
-            routes.add_metric([output, fmt], n)
+        failures = dict(stats.route_failures)
+        for output, fmt in sorted({*failures, *((route.output, route.format) for route in config.routes)}):
+            routes.add_metric([output, fmt], failures.get((output, fmt), 0))
         yield from (written, errors, routes)
 
     def _outputs(self) -> Iterator[Metric]:
@@ -175,8 +177,8 @@ class DaemonCollector:
         durations, down = dict(stats.flushes), set(stats.failing)
         for output in [*outputs, "quarantine"]:
             failing.add_metric([output], 1 if output in down else 0)
-            if output in durations:
-                flushes.add_metric([output], durations[output].cumulative(), durations[output].sum)
+            histogram = durations.get(output) or Durations()  # all buckets 0 before the first flush
+            flushes.add_metric([output], histogram.cumulative(), histogram.sum)
         yield from (backlog, failing, flushes)
 
     def _state(self) -> Iterator[Metric]:
