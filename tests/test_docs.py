@@ -206,3 +206,40 @@ def test_the_alert_rules_name_only_metrics_logship_exports():
     assert names, "no alert rules in docs/operations.md"
     unknown = {n for n in names if f'"{n}"' not in source and f'"{n.removesuffix("_total")}"' not in source}
     assert not unknown, f"alert rules name metrics that logship/metrics.py does not export: {sorted(unknown)}"
+
+
+# --- the broker-side commands of docs/install.md, against the test run's RabbitMQ ---
+
+def documented_permissions() -> list[list[str]]:
+    """The configure, write and read expressions of each `rabbitmqctl set_permissions` line in install.md."""
+    import shlex
+    lines = re.findall(r"^rabbitmqctl set_permissions .*$", (DOCS / "install.md").read_text(), flags=re.M)
+    return [shlex.split(line)[-3:] for line in lines]
+
+
+@pytest.mark.parametrize("declare", [False, True], ids=["consumes", "declares"])
+def test_the_documented_permissions_let_logship_consume_and_nothing_more(rabbit, tmp_path, declare):
+    import uuid
+
+    from helpers import RunningDaemon, expected_attempts, line_count, publish, queue_depth, traffic, wait_for
+    configure, write, read = documented_permissions()[1 if declare else 0]
+    assert write == "^$" and (configure == "^$") != declare
+    vhost, user = rabbit.new_vhost(), f"logship-{uuid.uuid4().hex[:8]}"
+    rabbit.ctl("add_user", user, "secret")
+    rabbit.ctl("set_permissions", "-p", vhost, user, configure, write, read)
+    guest = rabbit.vhost_url(vhost)
+    events = traffic(30)
+    publish(guest, events)
+    queues = "".join(f'[[queues]]\nname = "{q}"\ndeclare = {str(declare).lower()}\n' for q in ("results", "retry"))
+    config = tmp_path / "logship.toml"
+    config.write_text(f'[broker]\nurl = "amqp://{user}:secret@127.0.0.1:{rabbit.port}/{vhost}"\n\n{queues}\n'
+                      f'[formats]\ndir = "{ROOT / "formats"}"\n\n'
+                      '[[outputs]]\nname = "out"\ntype = "file"\npath = "out.log"\n\n'
+                      '[[routes]]\nformat = "json"\noutput = "out"\n')
+    expected = len(expected_attempts(events))
+    with RunningDaemon(config) as daemon:
+        wait_for(lambda: line_count(tmp_path / "out.log") >= expected, what="every attempt written")
+        wait_for(lambda: queue_depth(guest, "results") + queue_depth(guest, "retry") == 0, what="every ack")
+        assert daemon.stop() == 0
+    assert line_count(tmp_path / "out.log") == expected
+    assert "reconnecting to the broker" not in daemon.messages()
