@@ -5,14 +5,16 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
 import pika
 
 from broker import RabbitNode, free_port
+from helpers import TRACE_OUTPUT, RunningDaemon, expected_attempts, write_config
 
 
 class TestCA:
@@ -141,6 +143,68 @@ def publish_confirmed(url: str, events: list[dict[str, Any]], queues: tuple[str,
     return sent
 
 
-def new_ca(name: str) -> TestCA:
-    """A CA in a temporary folder of its own."""
-    return TestCA(Path(tempfile.mkdtemp(prefix="logship-ca-")), name)
+class Publisher(threading.Thread):
+    """Publishes events in the background, a chunk at a time with a pause between: traffic that goes on."""
+
+    def __init__(self, url: str, events: list[dict[str, Any]], chunk: int = 100, pause: float = 0.05) -> None:
+        super().__init__(name="test-publisher")
+        self.url, self.events, self.chunk, self.pause = url, events, chunk, pause
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for start in range(0, len(self.events), self.chunk):
+                self.sent += publish_confirmed(self.url, self.events[start:start + self.chunk])
+                time.sleep(self.pause)
+        except BaseException as error:  # the test asserts there was none
+            self.error = error
+
+    def finish(self, timeout: float = 120) -> int:
+        """Wait for the last chunk; how many were published (an error in the thread fails the test)."""
+        self.join(timeout)
+        assert not self.is_alive(), "the publisher did not finish"
+        assert self.error is None, f"publishing failed: {self.error!r}"
+        return self.sent
+
+
+#: one JSON line per record: enough to find every attempt, its message and how it was delivered
+TRACE = ('{{ {"recipient": message.recipient, "attempt": record.attempt_number, "attempts": record.attempts, '
+         '"time": attempt.time, "queue": record.queue, "redelivered": record.redelivered, '
+         '"count": record.delivery_count} | json }}\n')
+
+
+def trace_config(folder: Path, urls: str | list[str], queues: str, extra: str = "") -> Path:
+    """A config in `folder` (a copy of the formats beside it) writing a trace line per record to log/all.jsonl."""
+    if not (folder / "formats").exists():
+        shutil.copytree(Path(__file__).resolve().parent.parent / "formats", folder / "formats")
+    (folder / "formats" / "trace.j2").write_text(TRACE)
+    path = write_config(folder, "X", TRACE_OUTPUT + extra, queues=())
+    text = path.read_text().replace('url = "X"', f"url = {json.dumps(urls)}")
+    path.write_text(text.replace("prefetch = 1000\n", "prefetch = 1000\n\n" + queues))
+    return path
+
+
+def written(*folders: Path) -> list[dict[str, Any]]:
+    """The trace lines in the folders' log/all.jsonl (a line cut short by SIGKILL is left out: it was not acked)."""
+    lines = []
+    for folder in folders:
+        path = folder / "log" / "all.jsonl"
+        text = path.read_text() if path.exists() else ""
+        lines += [json.loads(line) for line in text.splitlines() if line.endswith("}")]
+    return lines
+
+
+def check_every_attempt_once(lines: list[dict[str, Any]], events: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
+    """Assert every attempt is written, and twice only where RabbitMQ redelivered; the counts per attempt."""
+    counts = Counter((r["recipient"], r["attempt"], r["time"]) for r in lines)
+    assert sorted(counts) == expected_attempts(events), "an attempt is missing (or one that was never sent)"
+    twice = {key for key, n in counts.items() if n > 1}
+    redelivered = {(r["recipient"], r["attempt"], r["time"]) for r in lines if r["redelivered"]}
+    assert twice <= redelivered, f"duplicates that redelivery does not explain: {sorted(twice - redelivered)[:5]}"
+    return counts
+
+
+def consuming_from(daemon: RunningDaemon) -> str:
+    """The URL (password masked) of the node the daemon consumes from now."""
+    return [e for e in daemon.log() if e["message"] == "consuming"][-1]["broker"]

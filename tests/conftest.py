@@ -9,6 +9,7 @@ from typing import Iterator
 import pytest
 
 from broker import RabbitNode
+from cluster import RabbitCluster, TestCA
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "samples"
@@ -24,6 +25,17 @@ def rabbit() -> Iterator[RabbitNode]:
     node.start()
     yield node
     node.cleanup()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+    """Three RabbitMQ nodes joined into one cluster, with TLS listeners (tests/cluster.py); one per run."""
+    nodes = RabbitCluster(3, TestCA(tmp_path_factory.mktemp("ca")))
+    try:
+        nodes.start()
+        yield nodes
+    finally:
+        nodes.cleanup()
 
 
 @pytest.fixture

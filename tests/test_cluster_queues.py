@@ -2,29 +2,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pika
 import pytest
 
 from broker import free_port
-from cluster import publish_confirmed
-from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, line_count, metrics_url, queue_depth, scrape,
-                     traffic, wait_for, write_config)
+from cluster import publish_confirmed, trace_config
+from helpers import RunningDaemon, expected_attempts, line_count, metrics_url, queue_depth, scrape, traffic, wait_for
 
 pytestmark = pytest.mark.broker
-
-TRACE = ('{{ {"recipient": message.recipient, "attempt": record.attempt_number, "time": attempt.time, '
-         '"queue": record.queue, "redelivered": record.redelivered, "count": record.delivery_count} | json }}\n')
-
-
-def trace_config(workdir: Path, url: str | list[str], queues: str, extra: str = "") -> Path:
-    """A config writing a trace line per record, with `queues` as its [[queues]] tables."""
-    (workdir / "formats" / "trace.j2").write_text(TRACE)
-    path = write_config(workdir, "X", TRACE_OUTPUT + extra, queues=())
-    text = path.read_text().replace('url = "X"', f"url = {json.dumps(url)}")
-    path.write_text(text.replace("prefetch = 1000\n", "prefetch = 1000\n\n" + queues))
-    return path
 
 
 def declare(url: str, queue: str, arguments: dict[str, object]) -> None:

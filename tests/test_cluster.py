@@ -1,0 +1,145 @@
+"""Against a three-node cluster: failover under load, competing daemons, single active consumer."""
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster import Publisher, RabbitCluster, check_every_attempt_once, consuming_from, trace_config, written
+from helpers import RunningDaemon, line_count, queue_depth, traffic, wait_for
+
+pytestmark = pytest.mark.broker
+
+QUORUM = ('[[queues]]\nname = "results"\ndeclare = true\ntype = "quorum"\n'
+          '[[queues]]\nname = "retry"\ndeclare = true\ntype = "quorum"\n')
+SINGLE_ACTIVE = QUORUM.replace('type = "quorum"\n', 'type = "quorum"\nsingle_active = true\n')
+# small batches, each synced: the daemon is still busy when the node goes or the peer is killed
+SLOW = "prefetch = 100\nbatch_size = 10"
+
+
+def daemon_folder(tmp_path: Path, name: str) -> Path:
+    """A folder of its own for one daemon (its config, formats, output and log)."""
+    folder = tmp_path / name
+    folder.mkdir()
+    return folder
+
+
+def slow_config(folder: Path, urls: list[str], queues: str) -> Path:
+    """A trace config consuming `queues` from `urls` in small batches."""
+    config = trace_config(folder, urls, queues)
+    config.write_text(config.read_text().replace("prefetch = 1000", SLOW))
+    return config
+
+
+def empty(url: str) -> bool:
+    """Whether results and retry hold no ready messages."""
+    return queue_depth(url, "results") + queue_depth(url, "retry") == 0
+
+
+def declared(daemon: RunningDaemon) -> None:
+    """Wait until the daemon consumes (and so has declared its queues)."""
+    wait_for(lambda: "consuming" in daemon.messages(), timeout=60, what="the daemon consuming")
+
+
+def test_the_daemon_fails_over_when_its_node_stops_and_starts_losing_nothing(cluster: RabbitCluster, tmp_path):
+    vhost = cluster.new_vhost()
+    urls = cluster.urls(vhost)
+    folder = daemon_folder(tmp_path, "a")
+    events = traffic(2000, seed=21)
+    with RunningDaemon(slow_config(folder, urls, QUORUM)) as daemon:
+        declared(daemon)
+        node = cluster.node_at(consuming_from(daemon))
+        publisher = Publisher(next(u for u in urls if f":{node.port}/" not in u), events)
+        publisher.start()
+        wait_for(lambda: line_count(folder / "log" / "all.jsonl") > 300, what="the first records")
+        node.stop()       # while traffic flows and the daemon holds unacked deliveries
+        wait_for(lambda: len([m for m in daemon.messages() if m == "consuming"]) == 2, what="the failover")
+        failover = consuming_from(daemon)
+        node.start()
+        publisher.finish()
+        other = cluster.running().vhost_url(vhost)
+        wait_for(lambda: empty(other), timeout=120, what="empty queues")
+        assert daemon.stop() == 0  # settles the batch in hand
+    assert empty(other)
+    assert f":{node.port}/" not in failover
+    counts = check_every_attempt_once(written(folder), events)
+    assert publisher.sent > 2000 and sum(counts.values()) >= len(counts)
+    lost = [e for e in daemon.log() if e["message"] == "reconnecting to the broker"]
+    assert lost and f":{node.port}/" in lost[0]["node"] and lost[0]["retry_in"] == 0
+    assert [e["failover"] for e in daemon.log() if e["message"] == "consuming"] == [False, True]
+
+
+def test_two_daemons_share_the_queues_and_when_one_is_killed_the_other_finishes(cluster: RabbitCluster, tmp_path):
+    vhost = cluster.new_vhost()
+    urls = cluster.urls(vhost)
+    first, second = daemon_folder(tmp_path, "a"), daemon_folder(tmp_path, "b")
+    events = traffic(2000, seed=22)
+    with RunningDaemon(slow_config(first, urls, QUORUM)) as a:
+        declared(a)
+        publisher = Publisher(urls[2], events)
+        publisher.start()
+        wait_for(lambda: line_count(first / "log" / "all.jsonl") > 200, what="the first daemon's records")
+        # the second lists the nodes in another order, so the two spread over the cluster
+        with RunningDaemon(slow_config(second, urls[1:] + urls[:1], QUORUM)) as b:
+            wait_for(lambda: line_count(second / "log" / "all.jsonl") > 100, what="the second daemon's records")
+            a.process.send_signal(signal.SIGKILL)  # mid-stream: its unacked deliveries return to the queues
+            a.process.wait()
+            publisher.finish()
+            wait_for(lambda: empty(urls[0]), timeout=120, what="empty queues")
+            assert b.stop() == 0
+    assert empty(urls[0])
+    lines = written(first, second)
+    check_every_attempt_once(lines, events)
+    assert line_count(first / "log" / "all.jsonl") > 200 and line_count(second / "log" / "all.jsonl") > 100
+    assert any(r["redelivered"] and r["count"] >= 1 for r in written(second)), "the killed daemon's share came back"
+
+
+def test_a_standby_takes_over_in_order_when_the_single_active_daemon_is_killed(cluster: RabbitCluster, tmp_path):
+    vhost = cluster.new_vhost()
+    urls = cluster.urls(vhost)
+    active, standby = daemon_folder(tmp_path, "active"), daemon_folder(tmp_path, "standby")
+    events = traffic(1500, seed=23)
+    with RunningDaemon(slow_config(active, urls, SINGLE_ACTIVE)) as a:
+        declared(a)  # the first consumer of a single-active queue is the active one
+        with RunningDaemon(slow_config(standby, urls[1:] + urls[:1], SINGLE_ACTIVE)) as b:
+            declared(b)
+            publisher = Publisher(urls[2], events)
+            publisher.start()
+            wait_for(lambda: line_count(active / "log" / "all.jsonl") > 300, what="the active daemon's records")
+            assert line_count(standby / "log" / "all.jsonl") == 0, "the standby took deliveries while the other lived"
+            a.process.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            a.process.wait()
+            wait_for(lambda: line_count(standby / "log" / "all.jsonl") > 0, timeout=30, what="the standby's first record")
+            takeover = time.monotonic() - killed
+            publisher.finish()
+            wait_for(lambda: empty(urls[0]), timeout=120, what="empty queues")
+            assert b.stop() == 0
+    assert empty(urls[0])
+    check_every_attempt_once(written(active, standby), events)
+    assert takeover < 10, f"the standby took {takeover:.1f} s to take over"
+    assert line_count(standby / "log" / "all.jsonl") > 300, "the active daemon was killed mid-stream"
+    assert_in_order(written(standby), events)
+
+
+def assert_in_order(lines: list[dict], events: list[dict]) -> None:
+    """Each queue's messages reached the standby in the order they were published."""
+    position = {(e["queue"], e["body"]["recipient"], len(e["body"]["results"])): i for i, e in enumerate(events)}
+    for queue in ("results", "retry"):
+        seen: dict[int, None] = {}  # each message once, the first time it came
+        for r in lines:
+            if r["queue"] == queue:
+                seen.setdefault(position[(queue, r["recipient"], r["attempts"])])
+        assert list(seen) == sorted(seen), f"{queue}: out of order"
+
+
+@pytest.fixture(autouse=True)
+def _no_stopped_nodes(cluster: RabbitCluster):
+    """A test that stopped a node and failed midway leaves the cluster whole for the next one."""
+    yield
+    for node in cluster.nodes:
+        if node.process is None:
+            node.start()
+
