@@ -1,8 +1,7 @@
-"""The only module that knows pika (with amqp_frames): connection, qos, batched acks, failover between nodes."""
+"""The consuming loop: qos, batched acks, failover between nodes (pika is known here, in amqp_frames and broker/)."""
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections import Counter
 from typing import Callable, Iterable
@@ -11,10 +10,11 @@ import pika
 import pika.exceptions
 
 from . import amqp_frames
-from .broker import tls
+from .broker.connection import declare, delivery_count, parameters, settings
+from .broker.connection import describe as _describe
 from .broker.nodes import Nodes
 from .config import Broker, Queue
-from .errors import ConfigError, OutputError
+from .errors import OutputError
 from .pipeline import Delivery, Pipeline
 from .record import Source
 
@@ -34,10 +34,6 @@ QUIET_SHARE = 0.2
 # declare per queue on a channel of its own, between two loop turns, never per delivery.
 SAMPLE_EVERY = 5.0
 
-# The settings a connection is made with; a reload that changes one of them reconnects.
-CONNECTION_KEYS = ("url", "prefetch", "heartbeat", "tls_ca", "tls_cert", "tls_key", "tls_verify", "tls_server_name")
-# What the broker says when a declaration differs from the queue: our key for each argument
-ARGUMENT_KEYS = {"x-queue-type": "type", "x-single-active-consumer": "single_active", "durable": "declare"}
 
 
 class ConsumerCancelled(Exception):
@@ -105,7 +101,7 @@ class Consumer:
     def reconfigure(self, broker: Broker, queues: Iterable[Queue]) -> bool:
         """Take new settings; True when they need a new connection (made after this batch)."""
         queues = tuple(queues)
-        same = _connection(self.broker) == _connection(broker) and queues == self.queues
+        same = settings(self.broker) == settings(broker) and queues == self.queues
         self.broker, self.queues = broker, queues
         self.nodes.cap = broker.reconnect_max
         if same:
@@ -128,7 +124,7 @@ class Consumer:
     def _consume(self) -> None:
         """One connection's life: set up, loop, and on stop settle the last batch."""
         self._reconnect = False
-        self.connection = connection = pika.BlockingConnection(self._parameters(self.nodes.url))
+        self.connection = connection = pika.BlockingConnection(parameters(self.broker, self.nodes.url))
         if not amqp_frames.install(connection):
             log.info("pika's internals are not the expected ones; reading the socket as pika does",
                      extra={"pika": pika.__version__})
@@ -138,8 +134,8 @@ class Consumer:
         self._pending.clear()
         self._sample_at, self._sample_channel = 0.0, None  # sampled at the new connection's first turn
         for queue in self.queues:
-            if queue.declare:
-                self._declare(channel, queue)
+            if queue.declare:  # a queue that exists with other arguments: ConfigError
+                declare(channel, queue, f"queues[{self.queues.index(queue)}]", self.nodes.display())
             channel.basic_consume(queue.name, self._callback(channel, queue))
         failover = self.nodes.connected()
         log.info("consuming", extra={"broker": self.nodes.display(), "nodes": len(self.nodes.urls),
@@ -160,29 +156,6 @@ class Consumer:
                 self.on_tick()
         self._finish(channel)
 
-    def _parameters(self, url: str) -> pika.URLParameters:
-        """pika's parameters for one node: our heartbeat, one try (the rounds are ours), TLS for amqps://."""
-        params = pika.URLParameters(url)
-        params.heartbeat = self.broker.heartbeat
-        params.connection_attempts = 1
-        if url.startswith("amqps://"):
-            params.ssl_options = pika.SSLOptions(tls.context(self.broker), tls.server_name(self.broker, url))
-        return params
-
-    def _declare(self, channel: pika.adapters.blocking_connection.BlockingChannel, queue: Queue) -> None:
-        """Declare a queue as configured; one that exists with other arguments is a config error."""
-        try:
-            channel.queue_declare(queue.name, durable=True, arguments=queue.arguments)
-        except pika.exceptions.ChannelClosedByBroker as error:
-            if error.reply_code != 406:  # PRECONDITION_FAILED: the same answer on every node, every time
-                raise
-            problem = _mismatch(queue.name, error.reply_text)
-            log.error("queue declaration refused", extra={"queue": queue.name, "error": problem})
-            key = f"queues[{self.queues.index(queue)}]"
-            arg = re.search(r"inequivalent arg '([^']+)'", error.reply_text)
-            raise ConfigError(self.nodes.display(), f"{key}.{ARGUMENT_KEYS.get(arg[1], 'declare') if arg else 'declare'}",
-                              problem) from None
-
     def _callback(self, channel: object, queue: Queue) -> Callable[..., None]:
         """The on-message callback for one queue."""
         sources: dict[tuple[str, bool, int | None], Source] = {}  # one per routing key, not one per delivery
@@ -190,7 +163,7 @@ class Consumer:
 
         def on_message(_channel: object, method: object, properties: object, body: bytes) -> None:
             headers = properties.headers  # type: ignore[attr-defined]
-            count = _delivery_count(headers) if headers else None
+            count = delivery_count(headers) if headers else None
             key = (method.routing_key, method.redelivered, count)  # type: ignore[attr-defined]
             source = sources.get(key)
             if source is None:
@@ -317,28 +290,3 @@ class Consumer:
             time.sleep(min(0.1, end - time.monotonic()))
             if self.on_tick:
                 self.on_tick()
-
-
-def _describe(error: BaseException) -> str:
-    """A short description of a broker error without credentials."""
-    text = str(error) or repr(error)
-    return f"{type(error).__name__}: {text}"[:300]
-
-
-def _connection(broker: Broker) -> tuple[object, ...]:
-    """The settings a connection is made with (batches and the backoff are not among them)."""
-    return tuple(getattr(broker, key) for key in CONNECTION_KEYS)
-
-
-def _delivery_count(headers: dict[str, object]) -> int | None:
-    """A quorum queue's x-delivery-count (deliveries before this one); None where the queue keeps none."""
-    count = headers.get("x-delivery-count")
-    return int(count) if isinstance(count, int) and not isinstance(count, bool) else None
-
-
-def _mismatch(name: str, reply: str) -> str:
-    """The broker's PRECONDITION_FAILED text as a sentence about the queue."""
-    detail = reply.removeprefix("PRECONDITION_FAILED - ")
-    return (f"queue {name!r} already exists with other arguments than the config declares ({detail}); "
-            "RabbitMQ keeps the first declaration: change the config to match, or delete the queue "
-            "(docs/cluster.md, \"Declaring queues\")")

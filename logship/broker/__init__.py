@@ -1,1 +1,1 @@
-"""The broker side: settings, TLS and the cluster's nodes (consumer.py holds the pika connection)."""
+"""The broker side: settings, TLS, the cluster's nodes and pika's connection to one (consumer.py runs the loop)."""

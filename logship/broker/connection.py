@@ -1,0 +1,77 @@
+"""pika's side of one node: connection parameters, queue declarations, and broker errors said plainly."""
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from ..errors import ConfigError
+from . import tls
+from .settings import Broker, Queue
+
+log = logging.getLogger("logship")
+
+# The settings a connection is made with; a reload that changes one of them reconnects.
+CONNECTION_KEYS = ("url", "prefetch", "heartbeat", "tls_ca", "tls_cert", "tls_key", "tls_verify", "tls_server_name")
+# What the broker says when a declaration differs from the queue: our key for each argument
+ARGUMENT_KEYS = {"x-queue-type": "type", "x-single-active-consumer": "single_active", "durable": "declare"}
+
+
+def parameters(broker: Broker, url: str) -> pika.URLParameters:
+    """pika's parameters for one node: our heartbeat, one try (the rounds are ours), TLS for amqps://."""
+    params = pika.URLParameters(url)
+    params.heartbeat = broker.heartbeat
+    params.connection_attempts = 1
+    if url.startswith("amqps://"):
+        params.ssl_options = pika.SSLOptions(tls.context(broker), tls.server_name(broker, url))
+    return params
+
+
+def settings(broker: Broker) -> tuple[object, ...]:
+    """The settings a connection is made with (batches and the backoff are not among them)."""
+    return tuple(getattr(broker, key) for key in CONNECTION_KEYS)
+
+
+def declare(channel: BlockingChannel, queue: Queue, key: str, node: str) -> None:
+    """Declare `queue` (the config's `key`) as configured; one that exists with other arguments is a ConfigError.
+
+    PRECONDITION_FAILED is the same answer on every node and every retry until someone changes
+    the config or the queue, and the daemon consumes nothing meanwhile: so exit 78, not a retry loop.
+    """
+    try:
+        channel.queue_declare(queue.name, durable=True, arguments=queue.arguments)
+    except pika.exceptions.ChannelClosedByBroker as error:
+        if error.reply_code != 406:  # PRECONDITION_FAILED
+            raise
+        problem = _mismatch(queue.name, error.reply_text)
+        log.error("queue declaration refused", extra={"queue": queue.name, "error": problem})
+        argument = re.search(r"inequivalent arg '([^']+)'", error.reply_text)
+        raise ConfigError(node, f"{key}.{ARGUMENT_KEYS.get(argument[1], 'declare') if argument else 'declare'}",
+                          problem) from None
+
+
+def _mismatch(name: str, reply: str) -> str:
+    """The broker's PRECONDITION_FAILED text as a sentence about the queue."""
+    detail = reply.removeprefix("PRECONDITION_FAILED - ")
+    return (f"queue {name!r} already exists with other arguments than the config declares ({detail}); "
+            "RabbitMQ keeps the first declaration: change the config to match, or delete the queue "
+            "(docs/cluster.md, \"Declaring queues\")")
+
+
+def delivery_count(headers: dict[str, object]) -> int | None:
+    """A quorum queue's x-delivery-count (deliveries before this one); None where the queue keeps none."""
+    count = headers.get("x-delivery-count")
+    return int(count) if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def describe(error: BaseException) -> str:
+    """A short description of a broker error without credentials."""
+    if isinstance(error, ssl.SSLCertVerificationError):  # say which setting decides, not just _ssl.c's words
+        return (f"TLS: the node's certificate is refused: certificate verify failed: {error.verify_message} "
+                "(broker.tls_ca names the CAs trusted, broker.tls_server_name the name expected)")
+    text = str(error) or repr(error)
+    return f"{type(error).__name__}: {text}"[:300]
