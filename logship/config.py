@@ -185,6 +185,8 @@ def warnings(config: Config) -> list[str]:
     if broker.batch_size > broker.prefetch:  # type: ignore[operator]
         found.append(f"broker.batch_size ({broker.batch_size}) is larger than broker.prefetch ({broker.prefetch}): "
                      "a batch never fills, so every ack waits for broker.batch_interval")
+    if (broker.tls_ca or broker.tls_cert) and not any(url.startswith("amqps://") for url in broker.urls):
+        found.append("broker.tls_ca or tls_cert is set, but no broker URL is amqps://: TLS is not used")
     return found
 
 

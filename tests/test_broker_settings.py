@@ -8,7 +8,7 @@ import pytest
 from helpers import logship
 from logship.broker import nodes as nodes_module
 from logship.broker.nodes import FIRST_BACKOFF, Nodes
-from logship.config import load
+from logship.config import load, warnings
 from logship.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,3 +123,9 @@ def test_a_connection_that_lasted_starts_a_new_round_with_the_first_backoff(monk
     nodes.connected()
     monkeypatch.setattr(nodes_module, "STABLE_SECONDS", 0.0)
     assert nodes.failed() == FIRST_BACKOFF       # consumed a while: a new outage
+
+
+def test_tls_keys_without_an_amqps_url_are_warned_about(workdir):
+    (workdir / "ca.pem").write_text("unused\n")
+    config = load(write(workdir, EXAMPLE, 'tls_ca = "ca.pem"'), environ={})
+    assert any("no broker URL is amqps://" in warning for warning in warnings(config))
