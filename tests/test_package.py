@@ -61,6 +61,7 @@ def cached_venv(name: str, wheel: Path, pins: list[str] | None = None) -> Iterat
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (venv / ".ready").exists():
             shutil.rmtree(venv, ignore_errors=True)
+            prune(name, keep=venv)
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
             if pins:
                 pip(venv, "install", "-q", "--only-binary", ":all:", *pins)
@@ -72,6 +73,20 @@ def cached_venv(name: str, wheel: Path, pins: list[str] | None = None) -> Iterat
             pip(venv, "install", "-q", "--no-deps", "--force-reinstall", wheel)
         pip(venv, "check")
         yield venv
+
+
+def prune(name: str, keep: Path) -> None:
+    """Remove the venvs of earlier pyprojects that no test run is using (their lock is free)."""
+    for old in CACHE.glob(f"{name}-*.lock"):
+        venv = old.with_suffix("")
+        if venv == keep:
+            continue
+        with open(old, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            shutil.rmtree(venv, ignore_errors=True)  # the lock file stays: another run may hold it open
 
 
 def lowest_pins() -> list[str]:
