@@ -9,7 +9,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from jinja2 import Template, TemplateSyntaxError
+from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.runtime import Context
 
 from .budget import BUDGET, RenderTimeout
@@ -25,6 +25,7 @@ SUFFIX = ".j2"
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 # rendered pieces taken at a time: a whole line of the shipped formats is one take
 _TAKE = 64
+_monotonic = time.monotonic
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # `{#- header: a,b,c -#}` as a format's first line: written first in every file it starts
 _HEADER = re.compile(r"\A\{#-?\s*header:\s*(.*?)\s*-?#\}")
@@ -75,6 +76,9 @@ class Format:
     digest: str        # first 12 hex digits of the source's SHA-256
     loaded: float      # time.time() when it was compiled
     header: str | None = None  # a first line for new files (CSV column names)
+    # no loop and no macro: it yields at most as many pieces as its source has, so they can be
+    # joined in one go and measured after; a format with either is taken a few pieces at a time
+    straight: bool = False
     _context: Context = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -95,20 +99,26 @@ class Format:
         if context.vars:
             context.vars.clear()
             context.exported_vars.clear()
-        BUDGET.begin()
+        budget, limit = BUDGET, ENV.max_line
+        budget.started = _monotonic()  # BUDGET.begin(), inlined: this runs for every record
         try:
-            text = _joined(self.template.root_render_func(context), ENV.max_line)
+            pieces = self.template.root_render_func(context)
+            if self.straight:
+                text = "".join(pieces)
+                if len(text) > limit:
+                    raise LimitExceeded(f"the line would pass formats.max_line_length ({limit:,} characters)")
+            else:
+                text = _joined(list(islice(pieces, _TAKE)), pieces, limit)
         except (Exception, RenderTimeout) as error:  # a user's template may raise anything
+            budget.started = 0.0
             object.__setattr__(self, "_context", self._new_context())
             raise RenderError(self.name, describe(error)) from None
-        finally:
-            BUDGET.end()
+        budget.started = 0.0
         return one_line(text)
 
 
-def _joined(pieces: Iterator[str], limit: int) -> str:
+def _joined(taken: list[str], pieces: Iterator[str], limit: int) -> str:
     """The rendered pieces as one text, refused as soon as they pass `limit` characters."""
-    taken = list(islice(pieces, _TAKE))
     length = sum(map(len, taken))
     if len(taken) == _TAKE:  # a long render (a loop): go on a take at a time
         for more in iter(lambda: list(islice(pieces, _TAKE)), []):
@@ -145,12 +155,14 @@ def compile_format(path: Path, previous: Format | None = None) -> Format:
     if previous is not None and previous.digest == digest and previous.path == str(path):
         return previous  # unchanged: keeps its load time, so the log shows when it really changed
     try:
-        template = ENV.from_string(source)
+        tree = ENV.parse(source)
+        template = ENV.from_string(tree)
     except TemplateSyntaxError as error:
         raise FormatError(str(path), error.lineno, error.message or "syntax error") from None
     header = _HEADER.match(source)
+    straight = not any(True for _ in tree.find_all((nodes.For, nodes.Macro, nodes.CallBlock)))
     return Format(path.stem, str(path), template, digest, time.time(),
-                  one_line(header.group(1)) if header else None)
+                  one_line(header.group(1)) if header else None, straight)
 
 
 def compile_expression(source: str) -> Callable[..., Any]:

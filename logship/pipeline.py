@@ -148,38 +148,35 @@ class Pipeline:
                ) -> tuple[list[tuple[Lane, dict[str, Any], str]], list[Failure]]:
         """Every (lane, record, line) the records make, and the routes that failed for a record."""
         lines, failures = [], []
+        formats = self.formats.formats
         for record in batch:
             number = record["record"]["attempt_number"]
             for lane in self.lanes:
-                if only is not None and (lane.route.format, lane.route.output, number) not in only:
+                route = lane.route
+                if only is not None and (route.format, route.output, number) not in only:
                     continue
                 # a format that opted in to the secrets sees the message as it came
                 seen = {**record, "message": message} if lane.secrets and message is not None else record
                 try:
-                    line = self._render_route(lane, seen)
+                    if not lane.router.matches(seen):
+                        continue
+                except (Exception, RenderTimeout) as error:  # a user's `when` may raise anything
+                    failures.append(self._failed(lane, number, RenderError(
+                        route.format, f"route `when` failed: {describe(error)}")))
+                    continue
+                fmt = formats.get(route.format)
+                if fmt is None:
+                    self._format_missing(lane.router)
+                    continue
+                try:
+                    line = fmt.render(seen)
+                    if lane.check is not None:
+                        lane.check(seen)  # the output may refuse it before anything is written
                 except (RenderError, RecordRefused) as error:
                     failures.append(self._failed(lane, number, error))
                     continue
-                if line is not None:
-                    lines.append((lane, seen, line))
+                lines.append((lane, seen, line))
         return lines, failures
-
-    def _render_route(self, lane: Lane, record: dict[str, Any]) -> str | None:
-        """The line one route makes of one record; None when the route does not take it."""
-        router = lane.router
-        try:
-            if not router.matches(record):
-                return None
-        except (Exception, RenderTimeout) as error:  # a user's `when` may raise anything
-            raise RenderError(lane.route.format, f"route `when` failed: {describe(error)}") from None
-        fmt = self.formats.formats.get(lane.route.format)
-        if fmt is None:
-            self._format_missing(router)
-            return None
-        line = fmt.render(record)
-        if lane.check is not None:
-            lane.check(record)  # the output may refuse it before anything is written
-        return line
 
     def _failed(self, lane: Lane, attempt: int, error: Exception) -> Failure:
         """Count one failed route of one record."""
