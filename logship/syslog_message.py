@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Template, TemplateSyntaxError
 
 from . import syslog_transport as transport
+from .budget import BUDGET, RenderTimeout
 from .formats import ENV
 from .syslog_wire import (FACILITIES, MIN_SIZE, NIL, OUTCOME_SEVERITY, SEVERITIES, fit, frame,
                           rfc3164_head, rfc5424_head, sd_name_problem, structured_data)
@@ -136,8 +137,11 @@ class MessageBuilder:
 
 
 def _render(template: Template, record: dict[str, Any]) -> str:
-    """A header template's text; a template that raises gives '' (the record itself still goes)."""
+    """A header template's text; a template that raises or passes a limit gives '' (the record itself still goes)."""
+    BUDGET.begin()  # timed like a format: formats.render_timeout
     try:
         return template.render(record)
-    except Exception:  # a user's template may raise anything; the MSG is what matters
+    except (Exception, RenderTimeout):  # a user's template may raise anything; the MSG is what matters
         return ""
+    finally:
+        BUDGET.end()
