@@ -81,8 +81,12 @@ class Sandbox(ImmutableSandboxedEnvironment):
         _BINOP_CHECKS[operator](left, right, self.max_line)
         return self.binop_table[operator](left, right)
 
-    def concat(self, values: tuple[Any, ...]) -> str:
-        """`a ~ b ~ …` as text, refused past the line limit."""
+    def concat(self, values: Any) -> str:  # type: ignore[override]
+        """`a ~ b ~ …` as text, refused past the line limit.
+
+        jinja2's Template.render joins a whole render with this too (Environment.concat), so
+        the syslog header templates get the same limit as a line.
+        """
         parts = [str(v) for v in values]
         _check_length(sum(map(len, parts)), self.max_line, "`~`")
         return "".join(parts)
