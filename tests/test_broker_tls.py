@@ -41,6 +41,7 @@ def test_amqps_with_the_test_ca_consumes_checking_the_name_on_the_certificate(cl
     consuming = next(e for e in daemon.log() if e["message"] == "consuming")
     assert consuming["broker"].startswith(f"amqps://guest:***@{host}:")
     assert not refusals(daemon)
+    assert not any("pika's internals" in m for m in daemon.messages()), "the frame loop (amqp_frames) is off"
 
 
 @pytest.mark.parametrize("tls, words", [
