@@ -111,6 +111,7 @@ class DaemonCollector:
         yield from self._state()
 
     def _deliveries(self) -> Iterator[Metric]:
+        """Deliveries per queue and outcome, and each queue's backlog."""
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         consumer = self.daemon.consumer
         received = CounterMetricFamily("logship_deliveries_received", "Deliveries taken from each queue",
@@ -136,6 +137,7 @@ class DaemonCollector:
         yield from (received, settled, ready)
 
     def _records(self) -> Iterator[Metric]:
+        """Records written, render errors and failed routes."""
         from prometheus_client.core import CounterMetricFamily
         stats, config = self.daemon.pipeline.stats, self.daemon.config
         written = CounterMetricFamily("logship_records_written", "Records durably written (flushed, and "
@@ -161,6 +163,7 @@ class DaemonCollector:
         yield from (written, errors, routes)
 
     def _outputs(self) -> Iterator[Metric]:
+        """Each output's backlog, failing state and flush durations."""
         from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
         stats = self.daemon.pipeline.stats
         outputs = [o.name for o in self.daemon.config.outputs]
@@ -182,6 +185,7 @@ class DaemonCollector:
         yield from (backlog, failing, flushes)
 
     def _state(self) -> Iterator[Metric]:
+        """Reloads, reopens, the broker connection, acks and the build."""
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         daemon, consumer = self.daemon, self.daemon.consumer
         reloads = CounterMetricFamily("logship_reloads", "Reloads of config and formats (SIGHUP, or a "

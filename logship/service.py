@@ -78,14 +78,14 @@ class Service:
         queues = len(consumer.queues)
         if consumer.consuming:
             text = (f"consuming {queues} queue{'s' if queues != 1 else ''}, {self._rate:.0f} records/s, "
-                    f"{stats.written_total()} written, {consumer.rejected} rejected")
+                    f"{stats.written_total()} written, {consumer.rejected} quarantined")  # rejected after quarantining
         else:
             text = "connecting to the broker"
         if consumer.output_error:
             text += "; OUTPUT FAILING, not acking"
         if consumer.last_error is not None:
             at, error = consumer.last_error
-            text += f"; last error {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))}: {error}"
+            text += f"; last error {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(at))}: {error}"  # as the log
         return text[:400]
 
     def close(self) -> None:
