@@ -71,6 +71,10 @@ class Lane:
         self.counted = (router.route.output, router.route.format)  # the key of Stats.buffered
         self.secrets = secrets  # its format opted in to see the message's secrets (formats.expose_secrets)
 
+    def skips(self, record: dict[str, Any], only: frozenset[tuple[str, str, int]]) -> bool:
+        """Whether a replay limited to `only` (format, output, attempt) leaves this record out here."""
+        return (self.route.format, self.route.output, record["record"]["attempt_number"]) not in only
+
 
 class Failure(NamedTuple):
     """One route that failed for one record: it goes to the quarantine, the others are written."""
@@ -116,23 +120,18 @@ class Pipeline:
     def handle(self, delivery: Delivery) -> bool:
         """Write the delivery's records; False when it was quarantined whole and must be rejected."""
         try:
-            return self._handle(delivery)
-        except MemoryError:  # one delivery's failure, never the daemon's
-            self._quarantine(delivery, "MemoryError: handling this delivery ran out of memory")
-            return False
-
-    def _handle(self, delivery: Delivery) -> bool:
-        """Decode, render every route of every record, write what rendered, quarantine what failed."""
-        try:
             message = decode(delivery.body, delivery.content_encoding, self.max_size)
+            source, only = delivery.source, delivery.only
+            if only is not None:  # the failed attempts are named: read them all, whatever the scope
+                source = dataclasses.replace(source, scope="all")
+            lines, failures = self.render(records(message, source, self.clock()), message, only)
         except MessageError as error:
             self._quarantine(delivery, str(error))
             return False
-        source = delivery.source
-        if delivery.only is not None:  # the failed attempts are named: read them all, whatever the scope
-            source = dataclasses.replace(source, scope="all")
-        lines, failures = self.render(records(message, source, self.clock()), message, delivery.only)
-        if failures and not lines and delivery.only is None:  # every route failed: reject it whole
+        except MemoryError:  # one delivery's failure, never the daemon's
+            self._quarantine(delivery, "MemoryError: handling this delivery ran out of memory")
+            return False
+        if failures and not lines and only is None:  # every route failed: reject it whole
             self._quarantine(delivery, self._reason(failures, message), message)
             return False
         buffered = self.stats.buffered
@@ -143,28 +142,27 @@ class Pipeline:
             self._quarantine(delivery, self._reason(failures, message), message, failures)
         return True
 
-    def render(self, batch: list[dict[str, Any]], message: dict[str, Any] | None = None,
+    def render(self, batch: list[dict[str, Any]], message: dict[str, Any],
                only: frozenset[tuple[str, str, int]] | None = None,
                ) -> tuple[list[tuple[Lane, dict[str, Any], str]], list[Failure]]:
         """Every (lane, record, line) the records make, and the routes that failed for a record."""
-        lines, failures = [], []
+        lines: list[tuple[Lane, dict[str, Any], str]] = []
+        failures: list[Failure] = []
         formats = self.formats.formats
         for record in batch:
-            number = record["record"]["attempt_number"]
             for lane in self.lanes:
-                route = lane.route
-                if only is not None and (route.format, route.output, number) not in only:
+                if only is not None and lane.skips(record, only):
                     continue
                 # a format that opted in to the secrets sees the message as it came
-                seen = {**record, "message": message} if lane.secrets and message is not None else record
+                seen = {**record, "message": message} if lane.secrets else record
                 try:
                     if not lane.router.matches(seen):
                         continue
                 except (Exception, RenderTimeout) as error:  # a user's `when` may raise anything
-                    failures.append(self._failed(lane, number, RenderError(
-                        route.format, f"route `when` failed: {describe(error)}")))
+                    failures.append(self._failed(lane, seen, RenderError(
+                        lane.route.format, f"route `when` failed: {describe(error)}")))
                     continue
-                fmt = formats.get(route.format)
+                fmt = formats.get(lane.route.format)
                 if fmt is None:
                     self._format_missing(lane.router)
                     continue
@@ -173,17 +171,17 @@ class Pipeline:
                     if lane.check is not None:
                         lane.check(seen)  # the output may refuse it before anything is written
                 except (RenderError, RecordRefused) as error:
-                    failures.append(self._failed(lane, number, error))
+                    failures.append(self._failed(lane, seen, error))
                     continue
                 lines.append((lane, seen, line))
         return lines, failures
 
-    def _failed(self, lane: Lane, attempt: int, error: Exception) -> Failure:
+    def _failed(self, lane: Lane, record: dict[str, Any], error: Exception) -> Failure:
         """Count one failed route of one record."""
         if isinstance(error, RenderError):
             self.stats.render_errors[error.format_name] += 1
         self.stats.route_failures[lane.counted] += 1
-        return Failure(lane, attempt, str(error))
+        return Failure(lane, record["record"]["attempt_number"], str(error))
 
     @staticmethod
     def _reason(failures: list[Failure], message: dict[str, Any]) -> str:

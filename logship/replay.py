@@ -104,9 +104,11 @@ class Replay:
     def run(self, lines: Iterable[Line], progress: Progress | None = None) -> Summary:
         """Every line through the pipeline, flushed every FLUSH_EVERY messages and at the end."""
         started, summary, pipeline = time.monotonic(), self.summary, self.pipeline
-        size = 0
+        size, last_queue, source = 0, None, None
         for body, queue, encoding, only in lines:
-            if not pipeline.handle(Delivery(body, self.source(queue), encoding, only)):
+            if queue is not last_queue:  # plain lines all hand over the same queue object
+                last_queue, source = queue, self.source(queue)
+            if not pipeline.handle(Delivery(body, source, encoding, only)):  # type: ignore[arg-type]
                 summary.quarantined += 1
             summary.messages += 1
             size += len(body) + 1
