@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import Any, Callable
 
 DEFAULT_SECONDS = 1.0
 
@@ -35,6 +35,9 @@ class Budget:
         self.started = 0.0   # time.monotonic() when the current render began; 0.0: none running
         self._previous: Any = None
         self.armed = False
+        # called at each alarm while a render within its budget runs (the daemon: the systemd
+        # watchdog ping): many slow but bounded renders are progress, not a stuck loop
+        self.on_progress: Callable[[], Any] | None = None
 
     def begin(self) -> None:
         """A render starts now (the hot path: one clock read)."""
@@ -67,9 +70,13 @@ class Budget:
     def _on_alarm(self, _signum: int, _frame: FrameType | None) -> None:
         """On the main thread, between two bytecodes: end a render that is over its budget."""
         started = self.started
-        if started and time.monotonic() - started > self.seconds:
+        if not started:
+            return  # no render running: whatever the thread is doing, the alarm is not about it
+        if time.monotonic() - started > self.seconds:
             self.started = 0.0
             raise RenderTimeout(f"the render took longer than formats.render_timeout ({self.seconds:g} s)")
+        if self.on_progress is not None:
+            self.on_progress()
 
 
 #: the budget every render is measured against; the daemon, replay and render arm it

@@ -83,7 +83,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         with _open(name) as f:
             body = f.read()
         try:
-            message = decode(body, max_size=config.messages.bytes)
+            message = decode(body, max_size=config.messages.bytes, max_attempts=config.messages.max_attempts)
         except MessageError as error:
             print(f"{name}: {error}", file=sys.stderr)
             status = EXIT_DATAERR

@@ -43,6 +43,9 @@ class Messages:
 
     # a body may be this big, as received and after gzip or deflate: past it, it is quarantined
     max_size: str | int = "64MiB"
+    # a message may hold this many attempts (MailerQ's own stop far sooner): each is a record
+    # to render, and a delivery is rendered whole before the loop turns again
+    max_attempts: int = 10_000
 
     def __post_init__(self) -> None:
         from .sinks.rotate import parse_size
@@ -52,6 +55,8 @@ class Messages:
             raise ValueError(f"max_size: {self.max_size!r} is not a size such as \"64MiB\"") from None
         if size < 1:
             raise ValueError("max_size: must be more than 0")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts: must be at least 1")
 
     @property
     def bytes(self) -> int:

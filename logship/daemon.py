@@ -9,6 +9,7 @@ from collections import Counter
 from types import FrameType
 
 from . import reload as reloading
+from .budget import BUDGET
 from .config import Config, warnings
 from .consumer import Consumer
 from .errors import OutputError
@@ -65,10 +66,12 @@ class Daemon:
         # collect young garbage less often, and never rescan what start-up left behind.
         gc.freeze()
         gc.set_threshold(20_000, 50, 50)
+        BUDGET.on_progress = self.service.notifier.watchdog  # a long run of bounded renders still pings
         try:
             self.service.start()
             self.consumer.run()
         finally:
+            BUDGET.on_progress = None
             if self.watcher:
                 self.watcher.stop()
             self.pipeline.close()

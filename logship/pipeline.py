@@ -100,7 +100,7 @@ class Pipeline:
         """Give each route its sink (a lane) and each sink the header of its formats."""
         formats = self.config.formats
         configure(formats.render_timeout, formats.max_line_length)
-        self.max_size = self.config.messages.bytes
+        self.max_size, self.max_attempts = self.config.messages.bytes, self.config.messages.max_attempts
         self.lanes = [Lane(router, self.sinks[router.route.output], formats.exposes_secrets(router.route.format))
                       for router in ready]
         self.keeps_secrets = any(lane.secrets for lane in self.lanes)
@@ -120,7 +120,7 @@ class Pipeline:
     def handle(self, delivery: Delivery) -> bool:
         """Write the delivery's records; False when it was quarantined whole and must be rejected."""
         try:
-            message = decode(delivery.body, delivery.content_encoding, self.max_size)
+            message = decode(delivery.body, delivery.content_encoding, self.max_size, self.max_attempts)
             source, only = delivery.source, delivery.only
             if only is not None:  # the failed attempts are named: read them all, whatever the scope
                 source = dataclasses.replace(source, scope="all")

@@ -20,6 +20,7 @@ LOCAL_STATES = frozenset({"process", "storage", "bind", "responsive"})
 
 
 MAX_SIZE = 64 << 20          # the default of messages.max_size
+MAX_ATTEMPTS = 10_000        # the default of messages.max_attempts
 GZIP, ZLIB, RAW_DEFLATE = 16 + zlib.MAX_WBITS, zlib.MAX_WBITS, -zlib.MAX_WBITS
 
 
@@ -35,7 +36,8 @@ class Source:
     delivery_count: int | None = None  # quorum queues: deliveries before this one (x-delivery-count)
 
 
-def decode(body: bytes, content_encoding: str | None = None, max_size: int = MAX_SIZE) -> dict[str, Any]:
+def decode(body: bytes, content_encoding: str | None = None, max_size: int = MAX_SIZE,
+           max_attempts: int = MAX_ATTEMPTS) -> dict[str, Any]:
     """Parse a result message; raise MessageError for anything that is not one, or is too big."""
     if len(body) > max_size:
         raise MessageError(f"the body is {len(body):,} bytes, over messages.max_size ({max_size:,})")
@@ -50,6 +52,8 @@ def decode(body: bytes, content_encoding: str | None = None, max_size: int = MAX
     results = message.get("results")
     if not isinstance(results, list) or not results:
         raise MessageError("not a result message: `results` is not a non-empty array")
+    if len(results) > max_attempts:
+        raise MessageError(f"{len(results):,} attempts, over messages.max_attempts ({max_attempts:,})")
     for i, attempt in enumerate(results):
         if not isinstance(attempt, dict):
             raise MessageError(f"not a result message: results[{i}] is not an object")

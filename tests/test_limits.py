@@ -275,6 +275,30 @@ def test_the_time_budget_interrupts_a_python_loop_and_only_a_render():
         budget.disarm()
 
 
+def test_slow_renders_within_their_budget_report_progress_and_idle_time_does_not():
+    budget, pings = Budget(2.0), []
+    budget.on_progress = lambda: pings.append(time.monotonic())
+    assert budget.arm()
+    try:
+        time.sleep(0.6)  # no render running: no progress to report
+        assert pings == []
+        budget.begin()
+        deadline = time.monotonic() + 0.8
+        while time.monotonic() < deadline:  # a render that takes long but stays within 2 s
+            pass
+        budget.end()
+    finally:
+        budget.disarm()
+    assert len(pings) >= 2
+
+
+def test_a_message_with_too_many_attempts_is_refused_before_any_render():
+    body = json.dumps({"recipient": "a@b.example", "results": [{"state": "smtp"}] * 11}).encode()
+    with pytest.raises(MessageError, match=r"11 attempts, over messages.max_attempts \(10\)"):
+        decode(body, None, max_attempts=10)
+    assert len(decode(body, None, max_attempts=11)["results"]) == 11
+
+
 def test_compiling_never_runs_an_expression(tmp_path):
     path = tmp_path / "f.j2"
     path.write_text("{{ 'a' * 1000000000 }}{% autoescape 'x'|center(10**9) %}{% endautoescape %}")
