@@ -18,9 +18,10 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 DEFAULT_SECONDS = 1.0
+T = TypeVar("T")
 
 
 class RenderTimeout(BaseException):
@@ -46,6 +47,14 @@ class Budget:
     def end(self) -> None:
         """No render is running."""
         self.started = 0.0
+
+    def run(self, render: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`render(*args, **kwargs)`, timed: a `when`, a path expression, a syslog header template."""
+        self.begin()
+        try:
+            return render(*args, **kwargs)
+        finally:
+            self.end()
 
     def arm(self) -> bool:
         """Start the periodic check (main thread only); False elsewhere, where renders are not timed."""

@@ -75,13 +75,10 @@ class PathTemplate:
 
     def _value(self, expression: Callable[..., Any], record: dict[str, Any]) -> str:
         """One expression's value as text; a failing expression refuses the record."""
-        BUDGET.begin()
         try:
-            value = expression(**record)
+            value = BUDGET.run(expression, **record)
         except (Exception, RenderTimeout) as error:  # a user's expression may raise anything
             raise RecordRefused(f"path {self.source!r}: expression failed: {describe(error)}") from None
-        finally:
-            BUDGET.end()
         text = "" if value is None else str(value)
         if not text:  # a missing field would name a hidden file (".log") or an empty segment
             raise RecordRefused(f"path {self.source!r} refused: an expression is empty")

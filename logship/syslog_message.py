@@ -138,10 +138,7 @@ class MessageBuilder:
 
 def _render(template: Template, record: dict[str, Any]) -> str:
     """A header template's text; a template that raises or passes a limit gives '' (the record itself still goes)."""
-    BUDGET.begin()  # timed like a format: formats.render_timeout
     try:
-        return template.render(record)
+        return BUDGET.run(template.render, record)  # timed like a format: formats.render_timeout
     except (Exception, RenderTimeout):  # a user's template may raise anything; the MSG is what matters
         return ""
-    finally:
-        BUDGET.end()
