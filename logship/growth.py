@@ -95,20 +95,30 @@ def _expandtabs(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limit
                   "expandtabs")
 
 
+def _joined_length(total: int, items: int, separator: int) -> int:
+    """How long a join is: the items' `total` length and a separator between each two of them."""
+    return total + separator * max(items - 1, 0)
+
+
+def _replaced_length(text: Any, old: Any, new: Any, count: int) -> int:
+    """How long `text.replace(old, new, count)` is (count < 0: every occurrence)."""
+    times = text.count(old) if old else len(text) + 1
+    if count >= 0:
+        times = min(times, count)
+    return len(text) + times * max(len(new) - len(old), 0)
+
+
 def _join(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
     items = args[0] if args else ()
     if isinstance(items, (list, tuple)):
-        length = sum(len(i) for i in items if isinstance(i, _SIZED)) + len(owner) * max(len(items) - 1, 0)
-        check_length(length, limit, "join")
+        total = sum(len(i) for i in items if isinstance(i, _SIZED))
+        check_length(_joined_length(total, len(items), len(owner)), limit, "join")
 
 
 def _replace(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
     if len(args) >= 2 and isinstance(args[0], type(owner)) and isinstance(args[1], type(owner)):
-        old, new = args[0], args[1]
-        count = owner.count(old) if old else len(owner) + 1
-        if len(args) > 2 and _int(args[2]) >= 0:
-            count = min(count, _int(args[2]))
-        check_length(len(owner) + count * max(len(new) - len(old), 0), limit, "replace")
+        count = _int(args[2]) if len(args) > 2 and _int(args[2]) >= 0 else -1
+        check_length(_replaced_length(owner, args[0], args[1], count), limit, "replace")
 
 
 def _translate(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> None:
@@ -156,15 +166,11 @@ def _filter_wordwrap(value: Any, width: Any = 79, break_long_words: Any = True,
 
 def _filter_join(eval_ctx: Any, value: Any, d: Any = "", attribute: Any = None) -> int:
     items = value if isinstance(value, (list, tuple)) else ()
-    return sum(_text_length(i) for i in items) + len(str(d)) * max(len(items) - 1, 0)
+    return _joined_length(sum(_text_length(i) for i in items), len(items), len(str(d)))
 
 
 def _filter_replace(eval_ctx: Any, value: Any, old: Any = "", new: Any = "", count: Any = None) -> int:
-    text, old, new = str(value), str(old), str(new)
-    times = text.count(old) if old else len(text) + 1
-    if _int(count) > 0:
-        times = min(times, _int(count))
-    return len(text) + times * max(len(new) - len(old), 0)
+    return _replaced_length(str(value), str(old), str(new), _int(count) if _int(count) > 0 else -1)
 
 
 def _filter_format(value: Any, *args: Any, **kwargs: Any) -> int:
