@@ -33,7 +33,6 @@ def checked_config(path: str) -> tuple[Config, FormatSet]:
     for error in formats.errors.values():
         raise error
     routers(config)
-    configure(config.formats.render_timeout, config.formats.max_line_length)
     return config, formats
 
 
@@ -76,6 +75,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     config, formats = checked_config(args.config)
     if args.format not in formats:
         raise ConfigError(config.file, "formats", f"no format {args.format!r} in {config.formats.dir}")
+    configure(config.formats.render_timeout, config.formats.max_line_length)  # run and replay: the pipeline
     queue = _queue(config, args.queue)
     source = Source(queue.name, queue.scope or "all", queue.final)
     status = EXIT_OK

@@ -11,8 +11,6 @@ from jinja2 import Undefined
 #: the fields that carry secrets or bodies; `redact` replaces them
 SECRET_PATHS = (("dkim", "*", "key"), ("smarthost", "password"), ("mime",), ("data",))
 REDACTED = "[redacted]"
-#: the top-level keys that lead to one: a message without any of them has nothing to hide
-SECRET_KEYS = frozenset(path[0] for path in SECRET_PATHS)
 
 _LOGFMT_BARE = re.compile(r"[^\s\"=\\\x00-\x1f\x7f]+")
 _MAILERQ_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)")

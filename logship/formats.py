@@ -107,7 +107,7 @@ class Format:
             if self.straight:
                 text = "".join(pieces)
                 if len(text) > limit:
-                    raise LimitExceeded(f"the line would pass formats.max_line_length ({limit:,} characters)")
+                    raise _too_long(limit)
             else:
                 text = _joined(list(islice(pieces, _TAKE)), pieces, limit)
         except (Exception, RenderTimeout) as error:  # a user's template may raise anything
@@ -128,8 +128,13 @@ def _joined(taken: list[str], pieces: Iterator[str], limit: int) -> str:
                 break
             taken += more
     if length > limit:
-        raise LimitExceeded(f"the line would pass formats.max_line_length ({limit:,} characters)")
+        raise _too_long(limit)
     return "".join(taken)
+
+
+def _too_long(limit: int) -> LimitExceeded:
+    """The error of a line past formats.max_line_length."""
+    return LimitExceeded(f"the line would pass formats.max_line_length ({limit:,} characters)")
 
 
 def describe(error: BaseException) -> str:

@@ -7,10 +7,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
+import orjson
+
 from .budget import RenderTimeout
 from .config import Config, Route
 from .errors import MessageError, OutputError, RecordRefused, RenderError
-from .filters import scrub
+from .filters import redact, scrub
 from .formats import FormatSet, compile_expression, configure, describe
 from .metrics import Stats
 from .quarantine import Quarantine
@@ -267,7 +269,4 @@ class Pipeline:
 
 def _without_secrets(message: dict[str, Any]) -> bytes:
     """The decoded message as JSON with its secrets replaced: enough for a replay, safe to keep."""
-    import orjson
-
-    from .filters import redact
     return orjson.dumps(redact(message))

@@ -17,7 +17,8 @@ from logship.config import load
 from logship.errors import MessageError
 from logship.formats import CONTROL, compile_format, one_line
 from logship.pipeline import Delivery, Pipeline
-from logship.record import Source, decode
+from logship.filters import SECRET_PATHS
+from logship.record import Source, decode, records
 
 SAMPLES = Path(__file__).parent / "samples"
 SECRETS = ["s3cr3t-relay-password", "BEGIN PRIVATE KEY", "MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEA",
@@ -157,6 +158,17 @@ def test_no_secret_reaches_a_line_the_quarantine_or_a_reason_unless_a_format_opt
         assert secret not in quarantine and secret not in (workdir / "log" / "all.log").read_text()
     assert stat.S_IMODE((workdir / "quarantine" / "quarantine.jsonl").stat().st_mode) == 0o600
     assert stat.S_IMODE((workdir / "quarantine").stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("key", sorted({path[0] for path in SECRET_PATHS}))
+def test_a_message_with_any_one_kind_of_secret_alone_is_redacted(key):
+    message = {"recipient": "a@b.example", "results": [{"state": "smtp"}],
+               "dkim": [{"key": "PRIVATE-KEY"}], "smarthost": {"password": "PASSWORD"},
+               "mime": "MIME-BODY", "data": "DATA-BODY"}
+    alone = {k: v for k, v in message.items() if k in ("recipient", "results", key)}
+    (record,) = records(alone, Source("results"), 0.0)
+    line = json.dumps(record["message"])
+    assert "[redacted]" in line and not any(s in line for s in ("PRIVATE-KEY", "PASSWORD", "MIME-BODY", "DATA-BODY"))
 
 
 def test_a_format_named_in_expose_secrets_sees_them_and_its_errors_still_hide_them(workdir):
