@@ -10,7 +10,7 @@ import pika
 import pika.exceptions
 
 from . import amqp_frames
-from .broker.connection import declare, delivery_count, parameters, settings
+from .broker.connection import declare, delivery_count, parameters, raised_by_pika, settings
 from .broker.connection import describe as _describe
 from .broker.nodes import Nodes
 from .config import Broker, Queue
@@ -77,6 +77,12 @@ class Consumer:
                 try:
                     self._consume()
                 except (*BROKER_ERRORS, ConsumerCancelled) as error:
+                    if self.stopping:
+                        break
+                    self._lost(error)
+                except Exception as error:  # pika's own failure on a dead connection is a lost one too
+                    if not raised_by_pika(error):
+                        raise  # a bug of logship's own: surface it
                     if self.stopping:
                         break
                     self._lost(error)
@@ -275,8 +281,9 @@ class Consumer:
         if connection is not None and connection.is_open:
             try:
                 connection.close()
-            except BROKER_ERRORS:
-                pass
+            except Exception as error:  # closing a half-dead connection: pika may fail in any way
+                if not (isinstance(error, BROKER_ERRORS) or raised_by_pika(error)):
+                    raise
 
     @property
     def in_hand(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
+from types import TracebackType
 
 import pika
 import pika.exceptions
@@ -75,3 +76,26 @@ def describe(error: BaseException) -> str:
                 "(broker.tls_ca names the CAs trusted, broker.tls_server_name the name expected)")
     text = str(error) or repr(error)
     return f"{type(error).__name__}: {text}"[:300]
+
+
+# Modules that are pika's connection layer: pika itself and the frame loop logship gives it.
+PIKA_LAYER = ("pika.", "logship.amqp_frames")
+
+
+def raised_by_pika(error: BaseException) -> bool:
+    """True when pika's connection layer raised `error`, not logship's own code called from it.
+
+    pika reports a connection that died under it in more ways than its own exceptions: a
+    timer asked of a closed ioloop is a ValueError ("Timeout closed before call"), a write on
+    a torn-down transport an AttributeError. Those are a lost connection. The innermost frame
+    that is pika's or logship's decides, so a bug in logship's code (a callback pika calls
+    included) still surfaces instead of turning into an endless reconnect.
+    """
+    deciding = None
+    tb: TracebackType | None = error.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if module.startswith(("pika.", "logship.")):
+            deciding = module
+        tb = tb.tb_next
+    return deciding is not None and deciding.startswith(PIKA_LAYER)
