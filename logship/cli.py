@@ -10,11 +10,11 @@ from typing import IO, Iterator
 import orjson
 
 from . import __version__
-from .config import Config, Queue, load, scoped, warnings
+from .config.load import Config, Queue, load, scoped, warnings
 from .errors import ConfigError, FormatError, LogshipError, MessageError, OutputError, RenderError
-from .budget import BUDGET
-from .formats import FormatSet, configure, utc_iso
-from .record import Source, decode, records
+from .render.budget import BUDGET
+from .render.formats import FormatSet, configure, utc_iso
+from .render.record import Source, decode, records
 from . import shipped
 from .shipped import DEFAULT_CONFIG
 
@@ -38,9 +38,9 @@ def checked_config(path: str) -> tuple[Config, FormatSet]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon."""
-    from . import logs
-    from .daemon import Daemon
-    from .memory import keep_freed_memory
+    from .service import logs
+    from .service.daemon import Daemon
+    from .service.memory import keep_freed_memory
     config, _formats = checked_config(args.config)
     logs.setup(config.log.level)
     keep_freed_memory()
@@ -96,8 +96,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Feed result messages from JSON lines through the pipeline to the outputs; say what it did."""
-    from . import logs, replay
-    from .memory import keep_freed_memory
+    from . import replay
+    from .service import logs
+    from .service.memory import keep_freed_memory
     from .pipeline import Pipeline
     config, formats = checked_config(args.config)
     logs.setup(config.log.level)

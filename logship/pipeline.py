@@ -9,14 +9,14 @@ from typing import Any, Callable, NamedTuple
 
 import orjson
 
-from .budget import RenderTimeout
-from .config import Config, Route
+from .render.budget import RenderTimeout
+from .config.load import Config, Route
 from .errors import MessageError, OutputError, RecordRefused, RenderError
-from .filters import redact, scrub
-from .formats import FormatSet, compile_expression, configure, describe
-from .metrics import Stats
+from .render.filters import redact, scrub
+from .render.formats import FormatSet, compile_expression, configure, describe
+from .service.metrics import Stats
 from .quarantine import Quarantine
-from .record import Source, decode, records
+from .render.record import Source, decode, records
 from .sinks import Sink, build_sink
 
 log = logging.getLogger("logship")

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from .record import Source, utc_iso_millis
-from .sinks.file import FileSink
+from .render.record import Source, utc_iso_millis
+from .sinks.file.sink import FileSink
 
 # Only logship reads it: it may hold whole bodies (secrets too, for a body that does not
 # decode or when a format opted in to see them), so it is no log shipper's to read.

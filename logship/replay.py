@@ -8,14 +8,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterable
 
-from .config import Config, Queue, Route, scoped
+from .config.load import Config, Queue, Route, scoped
 from .errors import RecordRefused
-from .formats import FormatSet
-from .metrics import Stats
-from .paths import PathTemplate, is_template
+from .render.formats import FormatSet
+from .service.metrics import Stats
+from .sinks.file.paths import PathTemplate, is_template
 from .pipeline import Delivery, Pipeline
 from .quarantine import Quarantine
-from .record import Source
+from .render.record import Source
 
 # replay acknowledges nothing, so its outputs need be durable only when it ends: flushing every
 # 10,000 messages bounds the lines held (a few MB) and keeps the fdatasyncs few (each one

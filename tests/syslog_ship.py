@@ -5,11 +5,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from logship.outputs import SyslogOutput
+from logship.config.outputs import SyslogOutput
 from logship.errors import OutputError
-from logship.formats import FormatSet
-from logship.record import Source, decode, records
-from logship.sinks.syslog import SyslogSink
+from logship.render.formats import FormatSet
+from logship.render.record import Source, decode, records
+from logship.sinks.syslog.sink import SyslogSink
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "samples"

@@ -11,7 +11,7 @@ import pytest
 from pika import frame, spec
 
 from helpers import TRACE_OUTPUT, RunningDaemon, line_count, publish, queue_depth, wait_for, write_config
-from logship import amqp_frames
+from logship.broker import frames as amqp_frames
 
 
 class FrameSink:

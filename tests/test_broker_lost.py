@@ -5,7 +5,7 @@ import pytest
 from pika.adapters.select_connection import IOLoop
 
 from logship.broker.connection import raised_by_pika
-from logship.record import outcome
+from logship.render.record import outcome
 
 
 def caught(call) -> BaseException:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ import pytest
 from helpers import logship
 from logship.broker import nodes as nodes_module
 from logship.broker.nodes import FIRST_BACKOFF, Nodes
-from logship.config import load, warnings
+from logship.config.load import load, warnings
 from logship.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

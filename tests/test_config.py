@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from logship.config import load, warnings
+from logship.config.load import load, warnings
 from logship.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

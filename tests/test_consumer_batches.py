@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from logship import consumer as consumer_module
-from logship.config import Broker
-from logship.consumer import Consumer
+from logship.broker import consumer as consumer_module
+from logship.config.load import Broker
+from logship.broker.consumer import Consumer
 
 
 class Outputs:

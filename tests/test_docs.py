@@ -10,8 +10,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import pytest
 
-from logship.config import Config
-from logship.outputs import Output
+from logship.config.load import Config
+from logship.config.outputs import Output
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -200,12 +200,12 @@ def test_the_syslog_ng_snippet_is_the_source_the_tests_run():
 
 
 def test_the_alert_rules_name_only_metrics_logship_exports():
-    source = (ROOT / "logship" / "metrics.py").read_text()
+    source = (ROOT / "logship" / "service" / "metrics.py").read_text()
     rules = "\n".join(b for b in blocks((DOCS / "operations.md").read_text()) if "alert:" in b)
     names = set(re.findall(r"\blogship_\w+", rules))
     assert names, "no alert rules in docs/operations.md"
     unknown = {n for n in names if f'"{n}"' not in source and f'"{n.removesuffix("_total")}"' not in source}
-    assert not unknown, f"alert rules name metrics that logship/metrics.py does not export: {sorted(unknown)}"
+    assert not unknown, f"alert rules name metrics that logship/service/metrics.py does not export: {sorted(unknown)}"
 
 
 # --- the broker-side commands of docs/install.md, against the test run's RabbitMQ ---

@@ -12,9 +12,9 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from logship.errors import RenderError
-from logship.filters import FILTERS
-from logship.formats import ENV, Format, FormatSet, _finalize, compile_format, one_line
-from logship.record import Source, decode, records
+from logship.render.filters import FILTERS
+from logship.render.formats import ENV, Format, FormatSet, _finalize, compile_format, one_line
+from logship.render.record import Source, decode, records
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(p for p in (ROOT / "tests" / "samples").glob("*.json") if p.name != "not-a-result.json")
@@ -132,7 +132,7 @@ def test_an_error_inside_a_template_is_a_render_error_naming_the_format(tmp_path
 
 @pytest.mark.parametrize("text", ["a\u2028b", "x\x85y", "tab\there", "del\x7f", "nbsp\u00a0ok", "plain", "é—ü"])
 def test_one_line_escapes_exactly_what_the_control_pattern_matches(text):
-    from logship.formats import CONTROL, _escape
+    from logship.render.formats import CONTROL, _escape
     assert one_line(text) == CONTROL.sub(_escape, text)
     assert "\n" not in one_line(text + "\n") and "\r" not in one_line("\r" + text)
 

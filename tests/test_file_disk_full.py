@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from logship.errors import OutputError
-from logship.sinks.file import FileSink
+from logship.sinks.file.sink import FileSink
 
 from helpers import RunningDaemon, expected_attempts, line_count, publish, queue_depth, traffic, wait_for, write_config
 from test_daemon_broker import RECORD_FORMAT
@@ -63,7 +63,7 @@ def test_a_batch_that_does_not_fit_is_cut_back_to_the_last_whole_line(small_disk
 EFBIG_CHILD = """
 import resource, signal, sys
 from logship.errors import OutputError
-from logship.sinks.file import FileSink
+from logship.sinks.file.sink import FileSink
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 sink = FileSink("d", sys.argv[1])
 sink.write({}, "first")

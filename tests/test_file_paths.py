@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from logship.config import load
+from logship.config.load import load
 from logship.errors import ConfigError
 from logship.pipeline import Delivery, Pipeline
-from logship.record import Source
-from logship.sinks.file import FileSink
+from logship.render.record import Source
+from logship.sinks.file.sink import FileSink
 
 from helpers import write_config
 

@@ -10,9 +10,9 @@ import pytest
 from jinja2.exceptions import SecurityError
 
 from logship.errors import FormatError, RenderError
-from logship.filters import epoch, iso8601, logfmt, redact, to_json
-from logship.formats import ENV, FormatSet, compile_format, one_line
-from logship.record import Source, decode, records
+from logship.render.filters import epoch, iso8601, logfmt, redact, to_json
+from logship.render.formats import ENV, FormatSet, compile_format, one_line
+from logship.render.record import Source, decode, records
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(p for p in (ROOT / "tests" / "samples").glob("*.json") if p.name != "not-a-result.json")

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from helpers import logship, write_config
-from logship.budget import BUDGET, Budget, RenderTimeout
-from logship.config import load
+from logship.render.budget import BUDGET, Budget, RenderTimeout
+from logship.config.load import load
 from logship.errors import MessageError
-from logship.formats import CONTROL, compile_format, one_line
+from logship.render.formats import CONTROL, compile_format, one_line
 from logship.pipeline import Delivery, Pipeline
-from logship.filters import SECRET_PATHS
-from logship.record import Source, decode, records
+from logship.render.filters import SECRET_PATHS
+from logship.render.record import Source, decode, records
 
 SAMPLES = Path(__file__).parent / "samples"
 SECRETS = ["s3cr3t-relay-password", "BEGIN PRIVATE KEY", "MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEA",
@@ -179,7 +179,7 @@ def test_a_format_named_in_expose_secrets_sees_them_and_its_errors_still_hide_th
     pipe = Pipeline.build(load(write_config(workdir, "amqp://localhost", config)))
     assert pipe.handle(sample())
     (workdir / "formats" / "extra.j2").write_text("{{ ('%(' ~ message.smarthost.password ~ ')s') % {} }}\n")
-    from logship.formats import FormatSet
+    from logship.render.formats import FormatSet
     pipe.formats = FormatSet.load(workdir / "formats")
     assert pipe.handle(sample())
     pipe.flush()

@@ -14,7 +14,7 @@ SAMPLE = ROOT / "tests" / "samples" / "accepted-tls.json"
 # What a file output's flush allocates for a batch of 360 lines of 350 characters, 200 times.
 PROBE = """
 import resource, sys
-from logship.memory import keep_freed_memory
+from logship.service.memory import keep_freed_memory
 if sys.argv[1] == "kept":
     assert keep_freed_memory()
 lines = ["z" * 350] * 360

@@ -15,8 +15,8 @@ import pytest
 from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, line_count, metrics_url, publish,
                      queue_depth, scrape, traffic, wait_for, write_config)
 from logship import __version__
-from logship.config import load
-from logship.consumer import SAMPLE_EVERY, Consumer
+from logship.config.load import load
+from logship.broker.consumer import SAMPLE_EVERY, Consumer
 from logship.errors import ConfigError
 
 SAMPLES = Path(__file__).parent / "samples"

@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 
 from helpers import RunningDaemon, line_count, publish, wait_for, write_config
-from logship.notify import Notifier
+from logship.service.notify import Notifier
 
 TRACE = '{{ {"recipient": message.recipient, "attempt": record.attempt_number} | json }}\n'
 

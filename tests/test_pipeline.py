@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from helpers import write_config
-from logship.config import load
+from logship.config.load import load
 from logship.errors import OutputError
-from logship.formats import FormatSet
+from logship.render.formats import FormatSet
 from logship.pipeline import Delivery, Pipeline
 from logship.quarantine import Quarantine
-from logship.record import Source
+from logship.render.record import Source
 
 SAMPLES = Path(__file__).parent / "samples"
 

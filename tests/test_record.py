@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from logship.errors import MessageError
-from logship.record import Headers, Source, decode, outcome, records, utc_iso_millis
+from logship.render.record import Headers, Source, decode, outcome, records, utc_iso_millis
 
 SAMPLES = Path(__file__).parent / "samples"
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from helpers import write_config
-from logship.config import load
-from logship.daemon import Daemon
+from logship.config.load import load
+from logship.service.daemon import Daemon
 from logship.errors import OutputError
 from logship.pipeline import Delivery
-from logship.record import Source
+from logship.render.record import Source
 
 URL = "amqp://guest:guest@127.0.0.1:1/%2F"  # never connected to: reload needs no broker
 SAMPLES = Path(__file__).parent / "samples"

@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from logship.watch import Watcher, snapshot
+from logship.service.watch import Watcher, snapshot
 
 
 class Changes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import traffic, wait_for
-from logship.sinks.syslog import SyslogSink
+from logship.sinks.syslog.sink import SyslogSink
 from syslog_receivers import SyslogNg
 from syslog_ship import SD, output, rendered, sample_records, ship, traffic_records
 

@@ -10,9 +10,9 @@ import pytest
 
 from helpers import wait_for
 from logship.errors import OutputError
-from logship.formats import one_line
-from logship.sinks.syslog import SyslogSink
-from logship.syslog_wire import OUTCOME_SEVERITY, SEVERITIES, TRUNCATION_MARKER
+from logship.render.formats import one_line
+from logship.sinks.syslog.sink import SyslogSink
+from logship.sinks.syslog.wire import OUTCOME_SEVERITY, SEVERITIES, TRUNCATION_MARKER
 from syslog_receivers import Rsyslog, make_certificates
 from syslog_ship import SD, output, rendered, sample_records, ship
 

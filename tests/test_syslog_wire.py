@@ -6,13 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from logship.config import Route, load
-from logship.outputs import SyslogOutput
+from logship.config.load import Route, load
+from logship.config.outputs import SyslogOutput
 from logship.errors import ConfigError
-from logship.record import Source, decode, records
-from logship.syslog_message import MessageBuilder
-from logship.syslog_wire import (TRUNCATION_MARKER, fit, frame, header_token, param_value, rfc3164_head,
-                                 sd_name_problem)
+from logship.render.record import Source, decode, records
+from logship.sinks.syslog.message import MessageBuilder
+from logship.sinks.syslog.wire import TRUNCATION_MARKER, fit, frame, header_token, param_value, rfc3164_head, sd_name_problem
 
 SAMPLES = Path(__file__).parent / "samples"
 

@@ -12,7 +12,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from ..errors import ConfigError
 from . import tls
-from .settings import Broker, Queue
+from ..config.broker import Broker, Queue
 
 log = logging.getLogger("logship")
 
@@ -79,7 +79,7 @@ def describe(error: BaseException) -> str:
 
 
 # Modules that are pika's connection layer: pika itself and the frame loop logship gives it.
-PIKA_LAYER = ("pika.", "logship.amqp_frames")
+PIKA_LAYER = ("pika.", "logship.broker.frames")
 
 
 def raised_by_pika(error: BaseException) -> bool:

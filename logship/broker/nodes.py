@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from .settings import mask
+from ..config.broker import mask
 
 # A connection that consumed at least this long was a good one: when it is lost, a new round
 # of nodes begins with no backoff. A node that drops us sooner (it accepts, then closes) counts

@@ -6,7 +6,7 @@ import urllib.parse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .settings import Broker
+    from ..config.broker import Broker
 
 
 def context(broker: Broker) -> ssl.SSLContext:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..config import Route
-from ..outputs import FileOutput, Output, SyslogOutput
+from ..config.load import Route
+from ..config.outputs import FileOutput, Output, SyslogOutput
 
 
 class Sink(Protocol):
@@ -33,9 +33,9 @@ class Sink(Protocol):
 def build_sink(output: Output) -> Sink:
     """The sink for one configured output."""
     if isinstance(output, FileOutput):
-        from .file import FileSink
+        from .file.sink import FileSink
         return FileSink.from_config(output)
     if isinstance(output, SyslogOutput):
-        from .syslog import SyslogSink
+        from .syslog.sink import SyslogSink
         return SyslogSink.from_config(output)
     raise ValueError(f"no sink for output type {output.type!r}")

@@ -9,14 +9,14 @@ from collections import Counter
 from types import FrameType
 
 from . import reload as reloading
-from .budget import BUDGET
-from .config import Config, warnings
-from .consumer import Consumer
-from .errors import OutputError
-from .formats import FormatSet
+from ..render.budget import BUDGET
+from ..config.load import Config, warnings
+from ..broker.consumer import Consumer
+from ..errors import OutputError
+from ..render.formats import FormatSet
 from .metrics import Stats
-from .pipeline import Pipeline
-from .service import Service
+from ..pipeline import Pipeline
+from .status import Service
 from .watch import Watcher, snapshot
 
 log = logging.getLogger("logship")

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from ..errors import OutputError
+from ...errors import OutputError
 
 LOCK_WAIT = 5.0  # seconds a batch waits for a rotation holding the lock (copytruncate)
 # How long a vanished path is left to its rotator: logrotate renames, then creates the new file;

@@ -14,7 +14,7 @@ from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.runtime import Context
 
 from .budget import BUDGET, RenderTimeout
-from .errors import FormatError, LimitExceeded, RenderError
+from ..errors import FormatError, LimitExceeded, RenderError
 from .filters import FILTERS
 from .sandbox import Sandbox, environment
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Mapping
 
-from .broker.settings import RETRY_ROLES, Broker, Queue, Scope, credentials
-from .errors import ConfigError
+from .broker import RETRY_ROLES, Broker, Queue, Scope, credentials
+from ..errors import ConfigError
 from .outputs import Output
 from .schema import PATH, build
 
@@ -48,7 +48,7 @@ class Messages:
     max_attempts: int = 10_000
 
     def __post_init__(self) -> None:
-        from .sinks.rotate import parse_size
+        from ..sinks.file.rotate import parse_size
         try:
             size = parse_size(self.max_size)
         except ValueError:
@@ -61,7 +61,7 @@ class Messages:
     @property
     def bytes(self) -> int:
         """max_size in bytes."""
-        from .sinks.rotate import parse_size
+        from ..sinks.file.rotate import parse_size
         return parse_size(self.max_size)
 
 
@@ -78,7 +78,7 @@ class Route:
     severity: str | None = None  # syslog outputs: this severity instead of the outcome's
 
     def __post_init__(self) -> None:
-        from .syslog_wire import SEVERITIES
+        from ..sinks.syslog.wire import SEVERITIES
         if self.severity is not None and self.severity not in SEVERITIES:
             raise ValueError(f"severity: must be one of {', '.join(SEVERITIES)}, got {self.severity!r}")
 

@@ -9,11 +9,11 @@ import threading
 import time
 from typing import Any
 
-from ..config import Route
-from ..outputs import SyslogOutput
-from ..errors import OutputError
-from ..syslog_message import MessageBuilder
-from ..syslog_transport import Transport, parse_address, tls_context
+from ...config.load import Route
+from ...config.outputs import SyslogOutput
+from ...errors import OutputError
+from .message import MessageBuilder
+from .transport import Transport, parse_address, tls_context
 
 log = logging.getLogger("logship")
 

@@ -13,7 +13,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from .formats import SUFFIX
+from ..render.formats import SUFFIX
 
 log = logging.getLogger("logship")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Literal, Mapping
 
 from ..errors import ConfigError
-from ..schema import PATH
-from . import tls
+from .schema import PATH
+from ..broker import tls
 
 Scope = Literal["all", "latest", "message"]
 #: MailerQ's retry queue carries every attempt so far: only the newest one is new

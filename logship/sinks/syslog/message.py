@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Template, TemplateSyntaxError
 
-from . import syslog_transport as transport
-from .budget import BUDGET, RenderTimeout
-from .formats import ENV
-from .syslog_wire import (FACILITIES, MIN_SIZE, NIL, OUTCOME_SEVERITY, SEVERITIES, fit, frame,
+from . import transport
+from ...render.budget import BUDGET, RenderTimeout
+from ...render.formats import ENV
+from .wire import (FACILITIES, MIN_SIZE, NIL, OUTCOME_SEVERITY, SEVERITIES, fit, frame,
                           rfc3164_head, rfc5424_head, sd_name_problem, structured_data)
 
 if TYPE_CHECKING:
-    from .config import Route
-    from .outputs import SyslogOutput
+    from ...config.load import Route
+    from ...config.outputs import SyslogOutput
 
 #: MailerQ's attempt time: UTC, no zone
 _MAILERQ_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)")

@@ -7,7 +7,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 #: field metadata marking a path that is resolved relative to the config file
 PATH = {"path": True}

@@ -226,7 +226,7 @@ def _build_info() -> Metric:
 
     from prometheus_client.core import GaugeMetricFamily
 
-    from . import __version__
+    from .. import __version__
     info = GaugeMetricFamily("logship_build_info", "Always 1; the versions of logship, Python and pika "
                              "as labels", labels=["version", "python", "pika"])
     info.add_metric([__version__, platform.python_version(), version("pika")], 1)

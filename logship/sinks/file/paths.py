@@ -6,9 +6,9 @@ import re
 import time
 from typing import Any, Callable
 
-from .budget import BUDGET, RenderTimeout
-from .errors import RecordRefused
-from .formats import CONTROL, describe
+from ...render.budget import BUDGET, RenderTimeout
+from ...errors import RecordRefused
+from ...render.formats import CONTROL, describe
 
 # `{{ expression }}` pieces of a path; everything else is literal text with strftime codes
 _EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.S)
@@ -49,7 +49,7 @@ class PathTemplate:
         """Literal strings and compiled expressions, in order."""
         from jinja2 import TemplateSyntaxError
 
-        from .formats import ENV
+        from ...render.formats import ENV
         pieces: list[str | Callable[..., Any]] = []
         position = 0
         for match in _EXPRESSION.finditer(rest):

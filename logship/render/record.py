@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from .errors import MessageError
+from ..errors import MessageError
 from .filters import redact
 
 Record = dict[str, Any]

@@ -5,12 +5,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from .config import Config, load
-from .errors import ConfigError, OutputError
-from .formats import FormatSet
-from .pipeline import Pipeline, Router, routers
-from .quarantine import Quarantine
-from .sinks import Sink, build_sink
+from ..config.load import Config, load
+from ..errors import ConfigError, OutputError
+from ..render.formats import FormatSet
+from ..pipeline import Pipeline, Router, routers
+from ..quarantine import Quarantine
+from ..sinks import Sink, build_sink
 
 log = logging.getLogger("logship")
 

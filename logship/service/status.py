@@ -5,7 +5,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from .errors import LogshipError
+from ..errors import LogshipError
 from .notify import Notifier, default
 
 if TYPE_CHECKING:

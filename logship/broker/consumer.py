@@ -1,4 +1,4 @@
-"""The consuming loop: qos, batched acks, failover between nodes (pika is known here, in amqp_frames and broker/)."""
+"""The consuming loop: qos, batched acks, failover between nodes (pika is known here, in frames.py and connection.py)."""
 from __future__ import annotations
 
 import logging
@@ -9,14 +9,14 @@ from typing import Callable, Iterable
 import pika
 import pika.exceptions
 
-from . import amqp_frames
-from .broker.connection import declare, delivery_count, parameters, raised_by_pika, settings
-from .broker.connection import describe as _describe
-from .broker.nodes import Nodes
-from .config import Broker, Queue
-from .errors import OutputError
-from .pipeline import Delivery, Pipeline
-from .record import Source
+from . import frames
+from .connection import declare, delivery_count, parameters, raised_by_pika, settings
+from .connection import describe as _describe
+from .nodes import Nodes
+from ..config.load import Broker, Queue
+from ..errors import OutputError
+from ..pipeline import Delivery, Pipeline
+from ..render.record import Source
 
 log = logging.getLogger("logship")
 
@@ -131,7 +131,7 @@ class Consumer:
         """One connection's life: set up, loop, and on stop settle the last batch."""
         self._reconnect = False
         self.connection = connection = pika.BlockingConnection(parameters(self.broker, self.nodes.url))
-        if not amqp_frames.install(connection):
+        if not frames.install(connection):
             log.info("pika's internals are not the expected ones; reading the socket as pika does",
                      extra={"pika": pika.__version__})
         channel = connection.channel()

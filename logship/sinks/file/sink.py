@@ -9,10 +9,10 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable
 
-from ..config import Route
-from ..outputs import FileOutput
-from ..errors import OutputError, RecordRefused
-from ..paths import PathTemplate, is_template
+from ...config.load import Route
+from ...config.outputs import FileOutput
+from ...errors import OutputError, RecordRefused
+from .paths import PathTemplate, is_template
 from .logfile import LogFile, Ownership, make_folders
 from .rotate import Compressor, RotatePolicy, parse_age, parse_size, pending, rotated_name
 

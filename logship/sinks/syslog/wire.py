@@ -5,7 +5,7 @@ import re
 import time
 from datetime import datetime, timezone
 
-from .formats import one_line
+from ...render.formats import one_line
 
 FACILITIES = {name: code for code, name in enumerate(
     ["kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",

@@ -30,7 +30,7 @@ class Rotate:
     compress: Literal["gzip", "zstd", "none"] = "none"
 
     def __post_init__(self) -> None:
-        from .sinks.rotate import parse_age, parse_size
+        from ..sinks.file.rotate import parse_age, parse_size
         if self.size is not None and parse_size(self.size) < 1:
             raise ValueError("size: must be more than 0")
         if self.max_age is not None:
@@ -71,7 +71,7 @@ class FileOutput(Output):
         if self.max_open_files < 1:
             raise ValueError("max_open_files: must be at least 1")
         _check_owner(self.owner, self.group)
-        from .paths import PathTemplate, is_template
+        from ..sinks.file.paths import PathTemplate, is_template
         if is_template(self.path):
             PathTemplate(self.path)  # raises ValueError("path: ...") for a bad template
 
@@ -121,7 +121,7 @@ class SyslogOutput(Output):
     flush_timeout: float = 0.1          # how long a flush waits for the sender before failing
 
     def __post_init__(self) -> None:
-        from .syslog_message import check
+        from ..sinks.syslog.message import check
         check(self)
 
 

@@ -11,7 +11,7 @@ import re
 import string
 from typing import Any, Callable
 
-from .errors import LimitExceeded
+from ..errors import LimitExceeded
 
 MAX_INT_BITS = 1 << 16       # 65,536 bits (~20,000 digits): far past any count, well short of a stall
 _SIZED = (str, bytes, list, tuple)

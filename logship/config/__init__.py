@@ -1,0 +1,1 @@
+"""The TOML config as frozen dataclasses: loading, the schema, the broker, queue and output tables."""

@@ -1,0 +1,1 @@
+"""File outputs: the sink, one log file, rotation, per-record paths."""
