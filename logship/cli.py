@@ -10,7 +10,9 @@ from typing import IO, Iterator
 import orjson
 
 from . import __version__
-from .config.load import Config, Queue, load, scoped, warnings
+from .config.load import Config, scoped, warnings
+from .config.broker import Queue
+from .settings import load
 from .errors import ConfigError, FormatError, LogshipError, MessageError, OutputError, RenderError
 from .render.budget import BUDGET
 from .render.formats import FormatSet, configure, utc_iso

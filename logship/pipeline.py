@@ -14,7 +14,7 @@ from .config.load import Config, Route
 from .errors import MessageError, OutputError, RecordRefused, RenderError
 from .render.filters import redact, scrub
 from .render.formats import FormatSet, compile_expression, configure, describe
-from .service.metrics import Stats
+from .stats import Stats
 from .quarantine import Quarantine
 from .render.record import Source, decode, records
 from .sinks import Sink, build_sink

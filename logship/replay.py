@@ -8,10 +8,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterable
 
-from .config.load import Config, Queue, Route, scoped
+from .config.load import Config, Route, scoped
+from .config.broker import Queue
 from .errors import RecordRefused
 from .render.formats import FormatSet
-from .service.metrics import Stats
+from .stats import Stats
 from .sinks.file.paths import PathTemplate, is_template
 from .pipeline import Delivery, Pipeline
 from .quarantine import Quarantine

@@ -8,7 +8,8 @@ import pytest
 from helpers import logship
 from logship.broker import nodes as nodes_module
 from logship.broker.nodes import FIRST_BACKOFF, Nodes
-from logship.config.load import load, warnings
+from logship.config.load import warnings
+from logship.settings import load
 from logship.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from logship.config.load import load, warnings
+from logship.config.load import warnings
+from logship.settings import load
 from logship.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from logship.broker import consumer as consumer_module
-from logship.config.load import Broker
+from logship.config.broker import Broker
 from logship.broker.consumer import Consumer
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from logship.config.load import load
+from logship.settings import load
 from logship.errors import ConfigError
 from logship.pipeline import Delivery, Pipeline
 from logship.render.record import Source

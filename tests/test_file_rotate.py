@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from logship.config.load import load
+from logship.settings import load
 from logship.errors import ConfigError
 from logship.sinks.file.sink import FileSink
-from logship.sinks.file.rotate import RotatePolicy, clean_up, compress, parse_age, parse_size, rotated_files
+from logship.config.units import parse_age, parse_size
+from logship.sinks.file.rotate import RotatePolicy, clean_up, compress, rotated_files
 
 T0 = calendar.timegm((2026, 11, 29, 22, 30, 0))  # 22:30 UTC
 

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import logship, write_config
 from logship.render.budget import BUDGET, Budget, RenderTimeout
-from logship.config.load import load
+from logship.settings import load
 from logship.errors import MessageError
 from logship.render.formats import CONTROL, compile_format, one_line
 from logship.pipeline import Delivery, Pipeline

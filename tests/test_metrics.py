@@ -15,7 +15,7 @@ import pytest
 from helpers import (TRACE_OUTPUT, RunningDaemon, expected_attempts, line_count, metrics_url, publish,
                      queue_depth, scrape, traffic, wait_for, write_config)
 from logship import __version__
-from logship.config.load import load
+from logship.settings import load
 from logship.broker.consumer import SAMPLE_EVERY, Consumer
 from logship.errors import ConfigError
 

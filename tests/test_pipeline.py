@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from helpers import write_config
-from logship.config.load import load
+from logship.settings import load
 from logship.errors import OutputError
 from logship.render.formats import FormatSet
 from logship.pipeline import Delivery, Pipeline

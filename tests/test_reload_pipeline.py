@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from helpers import write_config
-from logship.config.load import load
+from logship.settings import load
 from logship.service.daemon import Daemon
 from logship.errors import OutputError
 from logship.pipeline import Delivery

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from logship.config.load import Route, load
+from logship.config.load import Route
+from logship.settings import load
 from logship.config.outputs import SyslogOutput
 from logship.errors import ConfigError
 from logship.render.record import Source, decode, records

@@ -13,7 +13,7 @@ from . import frames
 from .connection import declare, delivery_count, parameters, raised_by_pika, settings
 from .connection import describe as _describe
 from .nodes import Nodes
-from ..config.load import Broker, Queue
+from ..config.broker import Broker, Queue
 from ..errors import OutputError
 from ..pipeline import Delivery, Pipeline
 from ..render.record import Source

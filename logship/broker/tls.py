@@ -29,21 +29,3 @@ def context(broker: Broker) -> ssl.SSLContext:
 def server_name(broker: Broker, url: str) -> str:
     """The name the node's certificate is checked against: tls_server_name, else the URL's host."""
     return broker.tls_server_name or urllib.parse.urlsplit(url).hostname or ""
-
-
-def check(broker: Broker) -> None:
-    """Load the CA, certificate and key now, so `check` and start-up name a bad file (ValueError)."""
-    if broker.tls_key and not broker.tls_cert:
-        raise ValueError("tls_key: needs tls_cert (the client certificate it belongs to)")
-    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    key = "tls_ca"
-    try:
-        if broker.tls_ca:
-            probe.load_verify_locations(cafile=broker.tls_ca)
-        key = "tls_cert"
-        if broker.tls_cert:
-            probe.load_cert_chain(broker.tls_cert, broker.tls_key)
-    except ssl.SSLError as error:
-        raise ValueError(f"{key}: cannot load: {error.reason or error}") from None
-    except OSError as error:
-        raise ValueError(f"{key}: cannot read {error.filename or ''}: {error.strerror}") from None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -9,7 +10,6 @@ from typing import Literal, Mapping
 
 from ..errors import ConfigError
 from .schema import PATH
-from ..broker import tls
 
 Scope = Literal["all", "latest", "message"]
 #: MailerQ's retry queue carries every attempt so far: only the newest one is new
@@ -49,7 +49,7 @@ class Broker:
         if self.batch_interval <= 0:
             raise ValueError("batch_interval: must be more than 0")
         if any(url.startswith("amqps://") for url in self.urls):
-            tls.check(self)
+            check_tls(self)
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -166,3 +166,21 @@ def _with_password(url: str, password: str) -> str:
     user = parts.username or "guest"
     host = parts.netloc.rpartition("@")[2]
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:{urllib.parse.quote(password, safe='')}@{host}"))
+
+
+def check_tls(broker: Broker) -> None:
+    """Load the CA, certificate and key now, so `check` and start-up name a bad file (ValueError)."""
+    if broker.tls_key and not broker.tls_cert:
+        raise ValueError("tls_key: needs tls_cert (the client certificate it belongs to)")
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    key = "tls_ca"
+    try:
+        if broker.tls_ca:
+            probe.load_verify_locations(cafile=broker.tls_ca)
+        key = "tls_cert"
+        if broker.tls_cert:
+            probe.load_cert_chain(broker.tls_cert, broker.tls_key)
+    except ssl.SSLError as error:
+        raise ValueError(f"{key}: cannot load: {error.reason or error}") from None
+    except OSError as error:
+        raise ValueError(f"{key}: cannot read {error.filename or ''}: {error.strerror}") from None

@@ -9,7 +9,7 @@ from typing import Literal, Mapping
 
 from .broker import RETRY_ROLES, Broker, Queue, Scope, credentials
 from ..errors import ConfigError
-from .outputs import Output
+from .outputs import SEVERITY_NAMES, Output
 from .schema import PATH, build
 
 __all__ = ["RETRY_ROLES", "Broker", "Queue", "Scope"]  # the broker's settings, at home in broker/
@@ -48,7 +48,7 @@ class Messages:
     max_attempts: int = 10_000
 
     def __post_init__(self) -> None:
-        from ..sinks.file.rotate import parse_size
+        from .units import parse_size
         try:
             size = parse_size(self.max_size)
         except ValueError:
@@ -61,7 +61,7 @@ class Messages:
     @property
     def bytes(self) -> int:
         """max_size in bytes."""
-        from ..sinks.file.rotate import parse_size
+        from .units import parse_size
         return parse_size(self.max_size)
 
 
@@ -78,9 +78,8 @@ class Route:
     severity: str | None = None  # syslog outputs: this severity instead of the outcome's
 
     def __post_init__(self) -> None:
-        from ..sinks.syslog.wire import SEVERITIES
-        if self.severity is not None and self.severity not in SEVERITIES:
-            raise ValueError(f"severity: must be one of {', '.join(SEVERITIES)}, got {self.severity!r}")
+        if self.severity is not None and self.severity not in SEVERITY_NAMES:
+            raise ValueError(f"severity: must be one of {', '.join(SEVERITY_NAMES)}, got {self.severity!r}")
 
 
 @dataclass(frozen=True)
@@ -150,6 +149,13 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None,
     A reload passes `require_formats=False`: a route whose format file is gone then stays,
     and the pipeline skips it with a warning instead of the whole config being refused.
     """
+    config = read(path, environ)
+    check(config, require_formats)
+    return config
+
+
+def read(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """The config file at `path` as dataclasses, each table checked alone, credentials resolved."""
     file = str(path)
     try:
         with open(path, "rb") as f:
@@ -160,10 +166,8 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None,
         raise ConfigError(file, "", f"not valid TOML: {error}") from None
     config = build(Config, table, "", file, Path(file).resolve().parent)
     environ = os.environ if environ is None else environ  # {} is an empty environment
-    config = replace(config, file=file, broker=credentials(config.broker, file, environ),
-                     queues=scoped(config.queues))
-    check(config, require_formats)
-    return config
+    return replace(config, file=file, broker=credentials(config.broker, file, environ),
+                   queues=scoped(config.queues))
 
 
 def scoped(queues: tuple[Queue, ...]) -> tuple[Queue, ...]:

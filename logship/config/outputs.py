@@ -8,6 +8,9 @@ from typing import ClassVar, Literal
 
 from .schema import PATH
 
+#: syslog's severities, most severe first (their codes are their places)
+SEVERITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
 @dataclass(frozen=True)
 class Output:
     """One output; `type` selects the subclass (and the sink) that handles it."""
@@ -30,7 +33,7 @@ class Rotate:
     compress: Literal["gzip", "zstd", "none"] = "none"
 
     def __post_init__(self) -> None:
-        from ..sinks.file.rotate import parse_age, parse_size
+        from .units import parse_age, parse_size
         if self.size is not None and parse_size(self.size) < 1:
             raise ValueError("size: must be more than 0")
         if self.max_age is not None:
@@ -70,10 +73,7 @@ class FileOutput(Output):
             raise ValueError("sync: seconds must be more than 0")
         if self.max_open_files < 1:
             raise ValueError("max_open_files: must be at least 1")
-        _check_owner(self.owner, self.group)
-        from ..sinks.file.paths import PathTemplate, is_template
-        if is_template(self.path):
-            PathTemplate(self.path)  # raises ValueError("path: ...") for a bad template
+        _check_owner(self.owner, self.group)  # the path template is the file sink's to check
 
 
 def _check_owner(owner: str | None, group: str | None) -> None:
@@ -119,10 +119,7 @@ class SyslogOutput(Output):
     connect_timeout: float = 5.0
     reconnect_max: float = 10.0         # cap of the reconnect backoff, seconds
     flush_timeout: float = 0.1          # how long a flush waits for the sender before failing
-
-    def __post_init__(self) -> None:
-        from ..sinks.syslog.message import check
-        check(self)
+    # the address, templates, sizes and TLS files are the syslog sink's to check (sinks.check)
 
 
 Output.variants["syslog"] = SyslogOutput

@@ -44,11 +44,15 @@ def build(cls: type, table: Any, key: str, file: str, base: Path) -> Any:
     try:
         return cls(**values)
     except (ValueError, TypeError) as error:
-        # __post_init__ checks raise ValueError("key: problem") or ValueError("problem")
-        sub, _, problem = str(error).partition(": ")
-        if problem and sub in values:
-            raise ConfigError(file, f"{key}.{sub}" if key else sub, problem) from None
-        raise ConfigError(file, key, str(error)) from None
+        raise key_error(file, key, error, values) from None
+
+
+def key_error(file: str, key: str, error: Exception, keys: Any) -> ConfigError:
+    """A check's ValueError("key: problem") or ValueError("problem") as the ConfigError naming its key path."""
+    sub, _, problem = str(error).partition(": ")
+    if problem and sub in keys:
+        return ConfigError(file, f"{key}.{sub}" if key else sub, problem)
+    return ConfigError(file, key, str(error))
 
 
 def convert(hint: Any, value: Any, key: str, file: str, base: Path) -> Any:

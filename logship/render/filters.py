@@ -74,9 +74,16 @@ def epoch(value: Any) -> int | str:
     return calendar.timegm(tuple(int(g) for g in match.groups())) if match else ""
 
 
+def domain(address: Any) -> str:
+    """The lower-cased part after the last @, or '' when there is none."""
+    if not isinstance(address, str):
+        return ""
+    at = address.rfind("@")
+    return address[at + 1:].strip().strip(">").lower() if at >= 0 else ""
+
+
 def domain_of(value: Any) -> str:
     """The lower-cased domain of an address."""
-    from .record import domain
     return domain(_plain(value))
 
 

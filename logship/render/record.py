@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from ..errors import MessageError
-from .filters import redact
+from .filters import domain, redact
 
 Record = dict[str, Any]
 """What a format sees: `attempt`, `message`, `extracted` and `record` (derived fields)."""
@@ -143,14 +143,6 @@ def _reply_class(attempt: dict[str, Any]) -> str:
         return code[:1]
     status = attempt.get("status")
     return status[:1] if isinstance(status, str) else ""
-
-
-def domain(address: Any) -> str:
-    """The lower-cased part after the last @, or '' when there is none."""
-    if not isinstance(address, str):
-        return ""
-    at = address.rfind("@")
-    return address[at + 1:].strip().strip(">").lower() if at >= 0 else ""
 
 
 class Headers(dict):

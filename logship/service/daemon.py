@@ -14,7 +14,7 @@ from ..config.load import Config, warnings
 from ..broker.consumer import Consumer
 from ..errors import OutputError
 from ..render.formats import FormatSet
-from .metrics import Stats
+from ..stats import Stats
 from ..pipeline import Pipeline
 from .status import Service
 from .watch import Watcher, snapshot

@@ -5,7 +5,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from ..config.load import Config, load
+from ..config.load import Config
+from ..settings import load
 from ..errors import ConfigError, OutputError
 from ..render.formats import FormatSet
 from ..pipeline import Pipeline, Router, routers

@@ -9,7 +9,7 @@ from ..errors import LogshipError
 from .notify import Notifier, default
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .observed import DaemonState
     from .metrics import MetricsServer
 
 log = logging.getLogger("logship")
@@ -20,7 +20,7 @@ STATUS_EVERY = 2.0  # seconds between STATUS= updates (and the window of the rec
 class Service:
     """Sends READY/RELOADING/STOPPING/WATCHDOG/STATUS and serves /metrics for one daemon."""
 
-    def __init__(self, daemon: Daemon, notifier: Notifier | None = None) -> None:
+    def __init__(self, daemon: DaemonState, notifier: Notifier | None = None) -> None:
         self.daemon = daemon
         self.notifier = notifier or default()
         self.metrics: MetricsServer | None = None

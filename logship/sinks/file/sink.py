@@ -14,7 +14,8 @@ from ...config.outputs import FileOutput
 from ...errors import OutputError, RecordRefused
 from .paths import PathTemplate, is_template
 from .logfile import LogFile, Ownership, make_folders
-from .rotate import Compressor, RotatePolicy, parse_age, parse_size, pending, rotated_name
+from ...config.units import parse_age, parse_size
+from .rotate import Compressor, RotatePolicy, pending, rotated_name
 
 
 # What the OS answers when a path cannot be a file for its shape (a file where a folder must

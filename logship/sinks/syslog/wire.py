@@ -5,13 +5,13 @@ import re
 import time
 from datetime import datetime, timezone
 
+from ...config.outputs import SEVERITY_NAMES
 from ...render.formats import one_line
 
 FACILITIES = {name: code for code, name in enumerate(
     ["kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
      "ftp", "ntp", "security", "console", "solaris-cron"] + [f"local{i}" for i in range(8)])}
-SEVERITIES = {name: code for code, name in enumerate(
-    ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"])}
+SEVERITIES = {name: code for code, name in enumerate(SEVERITY_NAMES)}
 #: the severity of a record by its outcome, unless the route or the output says otherwise
 OUTCOME_SEVERITY = {"delivered": "info", "deferred": "notice", "bounced": "warning",
                     "expired": "err", "failed": "err"}

@@ -1,0 +1,22 @@
+"""The config as every command uses it: read and checked by config/, then each output by its sink.
+
+config/ knows no sink; a sink checks its own table. This is where the two meet, above both,
+so `check`, `run` and a reload refuse the same mistakes with the same words.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+from . import sinks
+from .config import load as config_load
+from .config.load import Config
+
+
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None,
+         require_formats: bool = True) -> Config:
+    """Read and check the config file at `path`, outputs included (ConfigError names file and key)."""
+    config = config_load.read(path, environ)
+    sinks.check(config)  # each table alone first, as config/ does, then how they refer to each other
+    config_load.check(config, require_formats)
+    return config
