@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import sys
-from typing import IO, Iterator
-
-import orjson
+from typing import IO
 
 from . import __version__
 from .config.load import Config, scoped, warnings
@@ -108,50 +105,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     pipeline = replay.dry_pipeline(config, formats) if args.dry_run else Pipeline.build(config, formats)
     bar = replay.progress(args.file)
     try:
-        summary = replay.Replay(config, pipeline, args.scope).run(_lines(args.file, replay.PlainQueue(args.queue)), bar)
+        summary = replay.Replay(config, pipeline, args.scope).run(replay.lines(args.file, replay.PlainQueue(args.queue)), bar)
     finally:
         if bar is not None:
             bar.close()
         pipeline.close()
     print(summary.line(config.quarantine.path, args.dry_run), file=sys.stderr)
     return EXIT_OK
-
-
-def _lines(name: str, queue: str) -> Iterator[Line]:
-    """(body, queue, content encoding) of each line of a JSON-lines file.
-
-    A plain line is a result message from `queue`; a {"queue", "body"} line (the traffic
-    generator's) carries its queue; a quarantine line carries the raw body it kept.
-    """
-    with _open(name) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                yield _unwrap(line, queue)
-
-
-Line = tuple[bytes, str, "str | None", "frozenset[tuple[str, str, int]] | None"]
-"""What a replayed line stands for: body, queue, content encoding, and the only routes to redo."""
-
-
-def _unwrap(line: bytes, queue: str) -> Line:
-    """The delivery a line stands for; anything unexpected is passed on for the pipeline to judge.
-
-    A quarantine entry with `routes` was written in part: only its failed (format, output,
-    attempt) are rendered again, so after a fix and a replay every output holds it once.
-    """
-    if not line.startswith((b'{"queue"', b'{"quarantined"')):
-        return line, queue, None, None
-    try:
-        entry = orjson.loads(line)
-        if "quarantined" in entry:
-            body = entry["body"].encode() if "body" in entry else base64.b64decode(entry["body_base64"])
-            only = None if entry.get("routes") is None else frozenset(
-                (r["format"], r["output"], int(r["attempt"])) for r in entry["routes"])
-            return body, entry["queue"], entry.get("content_encoding"), only
-        return orjson.dumps(entry["body"]), entry["queue"], None, None
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-        return line, queue, None, None
 
 
 def cmd_init(args: argparse.Namespace) -> int:

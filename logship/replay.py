@@ -1,12 +1,15 @@
 """`logship replay`: JSON-lines result messages through the pipeline, a progress bar, a summary."""
 from __future__ import annotations
 
+import base64
 import os
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterable
+from typing import IO, Any, Iterable, Iterator
+
+import orjson
 
 from .config.load import Config, Route, scoped
 from .config.broker import Queue
@@ -25,6 +28,40 @@ FLUSH_EVERY = 10_000
 PROGRESS_EVERY = 1_000  # messages between progress bar updates: a bar update costs more than a message
 
 Line = tuple[bytes, str, "str | None", "frozenset[tuple[str, str, int]] | None"]
+"""What a replayed line stands for: body, queue, content encoding, and the only routes to redo."""
+
+
+def lines(name: str, queue: str) -> Iterator[Line]:
+    """(body, queue, content encoding) of each line of a JSON-lines file.
+
+    A plain line is a result message from `queue`; a {"queue", "body"} line (the traffic
+    generator's) carries its queue; a quarantine line carries the raw body it kept.
+    """
+    with sys.stdin.buffer if name == "-" else open(name, "rb") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                yield unwrap(line, queue)
+
+
+def unwrap(line: bytes, queue: str) -> Line:
+    """The delivery a line stands for; anything unexpected is passed on for the pipeline to judge.
+
+    A quarantine entry with `routes` was written in part: only its failed (format, output,
+    attempt) are rendered again, so after a fix and a replay every output holds it once.
+    """
+    if not line.startswith((b'{"queue"', b'{"quarantined"')):
+        return line, queue, None, None
+    try:
+        entry = orjson.loads(line)
+        if "quarantined" in entry:
+            body = entry["body"].encode() if "body" in entry else base64.b64decode(entry["body_base64"])
+            only = None if entry.get("routes") is None else frozenset(
+                (r["format"], r["output"], int(r["attempt"])) for r in entry["routes"])
+            return body, entry["queue"], entry.get("content_encoding"), only
+        return orjson.dumps(entry["body"]), entry["queue"], None, None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return line, queue, None, None
 
 
 class PlainQueue(str):

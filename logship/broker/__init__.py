@@ -1,1 +1,1 @@
-"""The broker side: settings, TLS, the cluster's nodes and pika's connection to one (consumer.py runs the loop, frames.py reads the socket)."""
+"""The only part that knows pika: TLS, the cluster's nodes, a connection to one, the consuming loop and its batches, the frame reader."""

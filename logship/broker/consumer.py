@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from typing import Callable, Iterable
 
 import pika
@@ -12,9 +11,9 @@ import pika.exceptions
 from . import frames
 from .connection import declare, delivery_count, parameters, raised_by_pika, settings
 from .connection import describe as _describe
+from .batches import Batches
 from .nodes import Nodes
 from ..config.broker import Broker, Queue
-from ..errors import OutputError
 from ..pipeline import Delivery, Pipeline
 from ..render.record import Source
 
@@ -22,13 +21,6 @@ log = logging.getLogger("logship")
 
 # What a lost broker looks like; each of these ends in a reconnect.
 BROKER_ERRORS = (pika.exceptions.AMQPError, ConnectionError, OSError)
-
-# A batch is also settled once the broker has sent nothing for this share of batch_interval
-# (10 ms of the default 50): the end of a burst reaches the disk then, not up to 50 ms later,
-# much as rsyslog's omfile flushes when its queue runs dry. A steady stream is never that
-# quiet, so it fills its batches as before. A trickle of about 100 a second syncs more often,
-# but never more than about twice as often as batch_interval alone allows (README, "Batches").
-QUIET_SHARE = 0.2
 
 # The queues' ready messages (logship_queue_messages) are sampled this often: a passive
 # declare per queue on a channel of its own, between two loop turns, never per delivery.
@@ -40,7 +32,7 @@ class ConsumerCancelled(Exception):
     """The broker cancelled a consumer (its queue was deleted)."""
 
 
-class Consumer:
+class Consumer(Batches):
     """Consumes the configured queues into a pipeline; acks once the outputs hold the records."""
 
     def __init__(self, broker: Broker, queues: Iterable[Queue], pipeline: Pipeline,
@@ -52,20 +44,11 @@ class Consumer:
         self._reconnect = False  # new broker settings: finish the batch, then connect anew
         self.connection: pika.BlockingConnection | None = None
         self.nodes = Nodes(broker.urls, broker.reconnect_max)
-        self._pending: list[tuple[int, bool, str]] = []   # (delivery tag, ack?, queue) not yet settled
-        self._first_pending = 0.0
-        self._last_arrival = 0.0  # when a loop turn last brought deliveries
-        self._retry_at = 0.0
-        self._output_backoff = 0.0
-        self.output_error: str | None = None
-        self.last_ack_time = time.time()  # wall clock, for logship_last_ack_timestamp_seconds
+        self._start_batches()
         self.queue_messages: dict[str, int] = {}  # ready messages per queue, at the last sample
         self._sample_channel: pika.adapters.blocking_connection.BlockingChannel | None = None
         self._sample_at = 0.0
-        self.acked = self.rejected = 0
-        # for STATUS= and metrics: per (queue, received|acked|rejected), the last error (time, text)
-        self.deliveries: Counter[tuple[str, str]] = Counter()
-        self.last_error: tuple[float, str] | None = None
+        self.last_error: tuple[float, str] | None = None  # (time, text), for STATUS= and metrics
         self.consuming = False
         self.reconnects = 0
         self.tick_interval = 1.0   # the longest the loop waits between on_tick calls
@@ -208,61 +191,6 @@ class Consumer:
         """The broker cancelled us (queue deleted): reconnect instead of hanging silently."""
         raise ConsumerCancelled("the broker cancelled a consumer; was a queue deleted?")
 
-    def _wait(self) -> float:
-        """How long the next poll may block: until the batch is due, at most a second."""
-        if not self._pending:
-            return self.tick_interval
-        due = max(self._batch_due(), self._retry_at)
-        return min(max(due - time.monotonic(), 0.0), self.tick_interval)
-
-    def _batch_due(self) -> float:
-        """When the batch in hand is due, unless it fills first: its interval is over, or the broker went quiet."""
-        interval = self.broker.batch_interval
-        return min(self._first_pending + interval, self._last_arrival + interval * QUIET_SHARE)
-
-    def _settle(self, channel: object, force: bool) -> None:
-        """Flush the outputs when the batch is due, then reject and ack what they hold."""
-        if not self._pending:
-            return
-        now = time.monotonic()
-        due = len(self._pending) >= self.broker.batch_size or now >= self._batch_due()
-        if not (due or force) or now < self._retry_at:
-            return
-        try:
-            self.pipeline.flush()
-        except OutputError as error:
-            self._output_failed(str(error), now)
-            return
-        if self.output_error is not None:
-            log.info("outputs recovered; acknowledging again", extra={"after_error": self.output_error})
-            self.output_error, self._output_backoff = None, 0.0
-        for tag, ok, _queue in self._pending:
-            if not ok:
-                channel.basic_reject(tag, requeue=False)  # type: ignore[attr-defined]
-        # ack up to the last good tag: acking a tag already rejected is a channel error
-        good = [tag for tag, ok, _queue in self._pending if ok]
-        if good:
-            channel.basic_ack(good[-1], multiple=True)  # type: ignore[attr-defined]
-        self._count_settled()
-        self._pending.clear()
-        self.last_ack_time = time.time()
-
-    def _count_settled(self) -> None:
-        """Count the batch just settled, per queue and in total."""
-        for _tag, ok, queue in self._pending:
-            self.deliveries[(queue, "acked" if ok else "rejected")] += 1
-        rejected = sum(1 for _tag, ok, _queue in self._pending if not ok)
-        self.rejected += rejected
-        self.acked += len(self._pending) - rejected
-
-    def _output_failed(self, error: str, now: float) -> None:
-        """Stop acking, say so once, and try again after a capped backoff."""
-        if self.output_error is None:
-            log.error("an output failed; not acknowledging until it recovers", extra={"error": error})
-        self.output_error, self.last_error = error, (time.time(), error)
-        self._output_backoff = min(max(self._output_backoff * 2, 0.1), 5.0)
-        self._retry_at = now + self._output_backoff
-
     def _finish(self, channel: object) -> None:
         """On stop: settle what is in hand (retrying briefly), then close; the rest is requeued."""
         deadline = time.monotonic() + 10
@@ -284,11 +212,6 @@ class Consumer:
             except Exception as error:  # closing a half-dead connection: pika may fail in any way
                 if not (isinstance(error, BROKER_ERRORS) or raised_by_pika(error)):
                     raise
-
-    @property
-    def in_hand(self) -> int:
-        """Deliveries received and not yet acked or rejected."""
-        return len(self._pending)
 
     def _sleep(self, seconds: float) -> None:
         """Sleep in small steps so stop() is noticed."""

@@ -1,4 +1,4 @@
-"""The TOML configuration as frozen dataclasses; see README.md for every key."""
+"""The TOML configuration as frozen dataclasses and its loading; docs/configuration.md has every key."""
 from __future__ import annotations
 
 import os
