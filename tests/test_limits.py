@@ -46,6 +46,9 @@ HOSTILE = {
 ROUTES = """
 [formats]
 render_timeout = 0.3
+# a loop writing one character a turn must reach the line limit well inside the time
+# budget even on a busy 2-core machine: 64 KiB is 65,536 turns, 1 MiB sixteen times as many
+max_line_length = 65536
 
 [[outputs]]
 name = "all"

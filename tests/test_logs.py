@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers import ROOT, RunningDaemon, wait_for, write_config
 
-LOG_EVERY_LEVEL = ("from logship import logs; log = logs.setup('debug'); "
+LOG_EVERY_LEVEL = ("from logship.service import logs; log = logs.setup('debug'); "
                    "log.debug('d'); log.info('i'); log.warning('w'); log.error('e'); log.critical('c')")
 PREFIXED = re.compile(rb"<(\d)>(\{.*\})")
 
