@@ -130,3 +130,49 @@ def test_tls_keys_without_an_amqps_url_are_warned_about(workdir):
     (workdir / "ca.pem").write_text("unused\n")
     config = load(write(workdir, EXAMPLE, 'tls_ca = "ca.pem"'), environ={})
     assert any("no broker URL is amqps://" in warning for warning in warnings(config))
+
+
+HALF_SET = EXAMPLE.replace(ONE_URL, 'url = "amqp://guest@localhost:5672/%2F"')
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_url_with_a_user_and_no_password_anywhere_exits_78_naming_the_key_and_what_to_do(workdir, command):
+    # the operator's case: `check` said ok, then `run` died in pika's URL parser with a TypeError
+    out = logship(command, "--config", str(write(workdir, HALF_SET)))
+    assert out.returncode == 78, out.stderr
+    assert (f"logship: config error: {workdir / 'logship.toml'}: broker.url: names the user 'guest' but no password"
+            in out.stderr)
+    assert "broker.password_file" in out.stderr and "LOGSHIP_BROKER_PASSWORD" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_the_user_without_a_password_is_fine_once_a_file_or_the_environment_gives_one(workdir):
+    (workdir / "pass").write_text("from-file\n")
+    with_file = load(write(workdir, HALF_SET, 'password_file = "pass"'), environ={})
+    assert with_file.broker.url == "amqp://guest:from-file@localhost:5672/%2F"
+    from_env = load(write(workdir, HALF_SET), environ={"LOGSHIP_BROKER_PASSWORD": "env"})
+    assert from_env.broker.url == "amqp://guest:env@localhost:5672/%2F"
+
+
+def test_a_cluster_node_without_a_password_is_named_by_its_index(workdir):
+    text = EXAMPLE.replace(ONE_URL, 'url = ["amqp://u:p@mq1:5672/v", "amqp://u@mq2:5672/v"]')
+    with pytest.raises(ConfigError) as caught:
+        load(write(workdir, text), environ={})
+    assert caught.value.key == "broker.url[1]" and "no password" in caught.value.problem
+    with pytest.raises(ConfigError) as caught:
+        load(write(workdir, EXAMPLE), environ={"LOGSHIP_BROKER_URL": "amqp://u@mq1:5672/v"})
+    assert caught.value.key == "LOGSHIP_BROKER_URL"
+
+
+@pytest.mark.parametrize("query, words", [
+    ("heartbeat=often", "Invalid heartbeat value 'often'"),
+    ("no_such_parameter=1", "Unknown URL parameter: 'no_such_parameter'"),
+    ("channel_max=0", "channel_max must be <= 65535"),
+    ("socket_timeout=-1", "socket_timeout"),
+])
+def test_a_url_pika_would_refuse_is_a_config_error_at_load_not_at_connect(workdir, query, words):
+    text = EXAMPLE.replace(ONE_URL, f'url = "amqp://guest:s3cret@localhost:5672/%2F?{query}"')
+    out = logship("run", "--config", str(write(workdir, text)))
+    assert out.returncode == 78, out.stderr
+    assert "broker.url: pika cannot use this URL" in out.stderr and words in out.stderr
+    assert "s3cret" not in out.stderr and "Traceback" not in out.stderr

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import urllib.parse
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,6 +145,7 @@ def runnable(config: Path, url: str) -> None:
     text = text.replace("/var/log/logship", str(base / "log")).replace("/var/lib/logship", str(base / "lib"))
     text = re.sub(r'(?m)^listen = ".*"$', 'listen = "127.0.0.1:0"', text)
     config.write_text(text)
+    (config.parent / "broker.password").write_text(urllib.parse.urlsplit(url).password + "\n")
     (base / "lib").mkdir(exist_ok=True)
 
 
@@ -180,11 +182,18 @@ def test_the_installed_logship_is_the_wheel_not_the_checkout(installed, tmp_path
     assert where.stdout.startswith(str(installed)), where.stdout + where.stderr
 
 
-def test_init_writes_a_config_with_the_shipped_formats_that_check_accepts(installed, initialised, tmp_path):
+def test_init_writes_a_config_with_the_shipped_formats_that_check_accepts_once_the_password_is_in_place(
+        installed, initialised, tmp_path):
     assert sorted(p.name for p in (initialised / "formats").iterdir()) == sorted(
         p.name for p in (ROOT / "formats").iterdir())
     assert f'dir = "{initialised}/formats"' in (initialised / "logship.toml").read_text()
-    out = run(installed / "bin" / "logship", "check", cwd=tmp_path, LOGSHIP_CONFIG=str(initialised / "logship.toml"))
+    config = str(initialised / "logship.toml")
+    # before the password file exists, check names it (run would too) rather than passing a
+    # config whose URL names a user without a password
+    out = run(installed / "bin" / "logship", "check", cwd=tmp_path, LOGSHIP_CONFIG=config)
+    assert out.returncode == 78 and f"broker.password_file: cannot read {initialised}/broker.password" in out.stderr
+    (initialised / "broker.password").write_text("s3cret\n")
+    out = run(installed / "bin" / "logship", "check", cwd=tmp_path, LOGSHIP_CONFIG=config)
     assert out.returncode == 0, out.stderr
     assert "2 queues, 2 outputs, 2 routes" in out.stdout
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Mapping
 
+import pika
+
 from ..errors import ConfigError
 from .schema import PATH
 
@@ -90,6 +92,21 @@ def _check_url(url: str, key: str) -> None:
     if "ssl_options" in urllib.parse.parse_qs(parts.query):
         raise ValueError(f"{key}: ssl_options in the URL is not supported: use broker.tls_ca, tls_cert, "
                          "tls_key and tls_server_name")
+    _check_with_pika(url, key)
+
+
+def _check_with_pika(url: str, key: str) -> None:
+    """A ValueError naming `key` when pika's own parser refuses `url`, so none reaches a connect as a traceback."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is not None and parts.password is None:
+        # the password may still come from password_file or the environment (credentials()
+        # refuses the URL if none does); pika cannot parse a user without one
+        netloc = f"{parts.username}:password@{parts.netloc.rpartition('@')[2]}"
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    try:
+        pika.URLParameters(url)
+    except Exception as error:  # pika raises ValueError, TypeError, KeyError... for what it cannot read
+        raise ValueError(f"{key}: pika cannot use this URL ({type(error).__name__}: {error}): {mask(url)!r}") from None
 
 
 @dataclass(frozen=True)
@@ -140,11 +157,24 @@ def credentials(broker: Broker, file: str, environ: Mapping[str, str]) -> Broker
         urls = _with_password(urls, password) if isinstance(urls, str) else \
             tuple(_with_password(url, password) for url in urls)
     try:
-        return replace(broker, url=urls)
+        broker = replace(broker, url=urls)
     except ValueError as error:  # the environment's URLs are checked as the file's were
         key, _, problem = str(error).partition(": ")
         where = source + key[3:] if key.startswith("url") else f"broker.{key}"  # url[1] -> LOGSHIP_BROKER_URL[1]
         raise ConfigError(file, where, problem or str(error)) from None
+    _require_passwords(broker, source, file)
+    return broker
+
+
+def _require_passwords(broker: Broker, source: str, file: str) -> None:
+    """A ConfigError for a URL that names a user but, with every source of a password applied, has none."""
+    for i, url in enumerate(broker.urls):
+        parts = urllib.parse.urlsplit(url)
+        if parts.username is not None and parts.password is None:
+            key = source if isinstance(broker.url, str) else f"{source}[{i}]"
+            raise ConfigError(file, key, f"names the user {parts.username!r} but no password: put the password in "
+                              "a file (one line, readable by the service user) and set broker.password_file to "
+                              "its path, or set LOGSHIP_BROKER_PASSWORD")
 
 
 def _read_password(path: str, file: str) -> str:
@@ -152,7 +182,8 @@ def _read_password(path: str, file: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8").strip()
     except OSError as error:
-        raise ConfigError(file, "broker.password_file", f"cannot read: {error.strerror}") from None
+        raise ConfigError(file, "broker.password_file", f"cannot read {path}: {error.strerror} (it holds the "
+                          "broker password, one line, readable by the service user)") from None
     except UnicodeDecodeError:
         raise ConfigError(file, "broker.password_file", "not UTF-8 text") from None
 

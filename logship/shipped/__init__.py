@@ -61,13 +61,10 @@ def _config_for(folder: Path) -> tuple[str, list[str]]:
     text = shipped("systemd/logship.toml").replace(DEFAULT_DIR, str(folder)).replace(INSTALLED_BIN, running_command())
     todo = ["set broker.url (user, host, virtual host) and the queues"]
     password = folder / "broker.password"
-    if "password_file" in text and not password.exists():
-        # the config must pass `logship check` as written: a password file that is not there
-        # yet is named in a comment instead, with how to bring it in
-        text = "\n".join(f"# {line}  # once the file exists" if line.startswith("password_file") else line
-                         for line in text.splitlines()) + "\n"
-        todo.append(f"put the broker password in {password} (one line, mode 0640, group logship) "
-                    "and uncomment broker.password_file")
+    if not password.exists():
+        # password_file stays set: `check` names it until the file is there, rather than a
+        # config that checks but cannot log in (its URL names a user without a password)
+        todo.append(f"put the broker password in {password} (one line, mode 0640, group logship)")
     return text, todo
 
 
