@@ -207,9 +207,10 @@ class Pipeline:
             raise OutputError("; ".join(failures))
 
     def reopen(self) -> None:
-        """Reopen every sink (SIGHUP)."""
-        for sink in self._every_sink():
+        """Reopen every sink (SIGUSR1, SIGHUP); the quarantine's file is started at once."""
+        for sink in self.sinks.values():
             sink.reopen()
+        self.quarantine.reopen()
 
     def close(self) -> None:
         """Close every sink."""

@@ -27,8 +27,8 @@ from .render.record import Source
 FLUSH_EVERY = 10_000
 PROGRESS_EVERY = 1_000  # messages between progress bar updates: a bar update costs more than a message
 
-Line = tuple[bytes, str, "str | None", "frozenset[tuple[str, str, int]] | None"]
-"""What a replayed line stands for: body, queue, content encoding, and the only routes to redo."""
+Line = tuple[bytes, str, "str | None", "frozenset[tuple[str, str, int]] | None", str]
+"""What a replayed line stands for: body, queue, content encoding, the only routes to redo, routing key."""
 
 
 def lines(name: str, queue: str) -> Iterator[Line]:
@@ -51,17 +51,18 @@ def unwrap(line: bytes, queue: str) -> Line:
     attempt) are rendered again, so after a fix and a replay every output holds it once.
     """
     if not line.startswith((b'{"queue"', b'{"quarantined"')):
-        return line, queue, None, None
+        return line, queue, None, None, ""
     try:
         entry = orjson.loads(line)
         if "quarantined" in entry:
             body = entry["body"].encode() if "body" in entry else base64.b64decode(entry["body_base64"])
             only = None if entry.get("routes") is None else frozenset(
                 (r["format"], r["output"], int(r["attempt"])) for r in entry["routes"])
-            return body, entry["queue"], entry.get("content_encoding"), only
-        return orjson.dumps(entry["body"]), entry["queue"], None, None
+            # the routing key goes with it: a line that fails again is kept as it came
+            return body, entry["queue"], entry.get("content_encoding"), only, str(entry.get("routing_key") or "")
+        return orjson.dumps(entry["body"]), entry["queue"], None, None, ""
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-        return line, queue, None, None
+        return line, queue, None, None, ""
 
 
 class PlainQueue(str):
@@ -136,16 +137,16 @@ class Replay:
 
     def __init__(self, config: Config, pipeline: Pipeline, scope: str | None) -> None:
         self.config, self.pipeline, self.scope = config, pipeline, scope
-        self.sources: dict[tuple[str, bool], Source] = {}
+        self.sources: dict[tuple[str, bool, str], Source] = {}
         self.summary = Summary(records=Counter({o.name: 0 for o in config.outputs}))
 
     def run(self, lines: Iterable[Line], progress: Progress | None = None) -> Summary:
         """Every line through the pipeline, flushed every FLUSH_EVERY messages and at the end."""
         started, summary, pipeline = time.monotonic(), self.summary, self.pipeline
-        size, last_queue, source = 0, None, None
-        for body, queue, encoding, only in lines:
-            if queue is not last_queue:  # plain lines all hand over the same queue object
-                last_queue, source = queue, self.source(queue)
+        size, last_queue, last_key, source = 0, None, None, None
+        for body, queue, encoding, only, routing_key in lines:
+            if queue is not last_queue or routing_key is not last_key:  # plain lines: the same objects each time
+                last_queue, last_key, source = queue, routing_key, self.source(queue, routing_key)
             if not pipeline.handle(Delivery(body, source, encoding, only)):  # type: ignore[arg-type]
                 summary.quarantined += 1
             summary.messages += 1
@@ -161,14 +162,15 @@ class Replay:
         summary.routes_quarantined = sum(pipeline.stats.route_failures.values())
         return summary
 
-    def source(self, name: str) -> Source:
+    def source(self, name: str, routing_key: str = "") -> Source:
         """How to read a line from `name`: plain lines are a complete set, so every attempt is new."""
         plain = isinstance(name, PlainQueue)
-        source = self.sources.get((name, plain))
+        source = self.sources.get((name, plain, routing_key))
         if source is None:
             queue = next((q for q in self.config.queues if q.name == name), None) or scoped((Queue(name),))[0]
             scope = self.scope or (_plain_scope(queue) if plain else queue.scope or "all")
-            source = self.sources[(name, plain)] = Source(str(queue.name), scope, queue.final)
+            source = self.sources[(name, plain, routing_key)] = Source(str(queue.name), scope, queue.final,
+                                                                       routing_key)
             if plain:
                 self.summary.plain = f"{queue.name}, scope {scope} ({SCOPES.get(scope, scope)})"
         return source

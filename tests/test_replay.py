@@ -137,3 +137,16 @@ def test_a_progress_bar_shows_on_a_terminal_and_never_in_a_pipe(workdir, finals)
     assert b"replayed 1500 messages, 0 quarantined" in shown
     piped = logship("replay", "--config", str(config), str(finals))
     assert "\r" not in piped.stderr and "B/s" not in piped.stderr
+
+
+def test_a_quarantine_line_that_fails_again_is_kept_with_its_queue_and_routing_key(workdir):
+    config = workdir / "logship.toml"
+    config.write_text(EXAMPLE.read_text())
+    entry = {"quarantined": "2026-12-02T12:00:00.000Z", "reason": "not JSON", "queue": "results",
+             "routing_key": "results", "redelivered": False, "content_encoding": None, "body": "{not json"}
+    kept = workdir / "kept.jsonl"
+    kept.write_text(json.dumps(entry) + "\n")
+    out = logship("replay", "--config", str(config), str(kept))
+    assert out.returncode == 0, out.stderr
+    (again,) = map(json.loads, (workdir / "quarantine" / "quarantine.jsonl").read_text().splitlines())
+    assert (again["queue"], again["routing_key"], again["body"]) == ("results", "results", "{not json")

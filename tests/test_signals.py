@@ -4,6 +4,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import signal
+import stat
 import subprocess
 import tomllib
 from pathlib import Path
@@ -43,6 +44,8 @@ def test_the_logrotate_snippet_covers_every_file_the_example_config_writes_and_s
         assert covered in (["create", "copytruncate"], ["quarantine"]), (path, covered)
     for marker in ("create", "quarantine"):
         assert "systemctl kill --signal=USR1 logship.service" in found[marker][1]
+    # the quarantine may hold raw bodies: a rotation must not make it group-readable
+    assert "create 0600" in found["quarantine"][1] and "create 0640" in found["create"][1]
     assert "--signal=HUP" not in SNIPPET.read_text()
 
 
@@ -81,6 +84,8 @@ def test_sigusr1_from_the_shipped_logrotate_reopens_outputs_and_quarantine_witho
                                      capture_output=True, text=True)
             assert rotated.returncode == 0, rotated.stderr
             wait_for(lambda: "outputs reopened" in daemon.messages(), what="the reopen")
+            # the files logrotate created: outputs for group logship's shippers, the quarantine for logship only
+            assert (stat.S_IMODE(output.stat().st_mode), stat.S_IMODE(quarantine.stat().st_mode)) == (0o640, 0o600)
             publish_good_and_bad(vhost_url, "after@example.com")
             wait_for(lambda: line_count(output) == line_count(quarantine) == 1 and
                      "after@" in output.read_text(), what="the records in the new files")
