@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import IO
+from typing import IO, Iterable, Iterator
 
 from . import __version__
 from .config.load import Config, scoped, warnings
@@ -71,16 +71,27 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Print the lines one message (or several) produce in one format."""
+    if args.sample == [""] and not args.files:  # `--sample` alone: what there is to render
+        for name, what in shipped.samples().items():
+            print(f"{name:<28} {what}")
+        return EXIT_OK
+    if not args.format or not (args.files or args.sample):
+        print("logship render: needs --format NAME and FILE.json or --sample NAME (--sample alone lists the "
+              "samples)", file=sys.stderr)
+        return EXIT_USAGE
+    unknown = [name for name in args.sample or () if name not in shipped.samples()]
+    if unknown:
+        print(f"logship render: no sample {unknown[0]!r}; `logship render --sample` lists them", file=sys.stderr)
+        return EXIT_USAGE
     config, formats = checked_config(args.config)
     if args.format not in formats:
         raise ConfigError(config.file, "formats", f"no format {args.format!r} in {config.formats.dir}")
     configure(config.formats.render_timeout, config.formats.max_line_length)  # run and replay: the pipeline
     queue = _queue(config, args.queue)
-    source = Source(queue.name, queue.scope or "all", queue.final)
+    # every attempt unless --scope says otherwise: testing a format means seeing each attempt's line
+    source = Source(queue.name, args.scope, queue.final)
     status = EXIT_OK
-    for name in args.files:
-        with _open(name) as f:
-            body = f.read()
+    for name, body in _bodies(args.files, args.sample or ()):
         try:
             message = decode(body, max_size=config.messages.bytes, max_attempts=config.messages.max_attempts)
         except MessageError as error:
@@ -91,6 +102,15 @@ def cmd_render(args: argparse.Namespace) -> int:
         for record in records(message, source, 0.0 if args.epoch_zero else _now()):
             print(formats[args.format].render({**record, "message": message} if secrets else record))
     return status
+
+
+def _bodies(files: list[str], samples: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+    """(name, body) of each file, then of each shipped sample named."""
+    for name in files:
+        with _open(name) as f:
+            yield name, f.read()
+    for name in samples:
+        yield f"sample {name}", shipped.sample(name)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -184,12 +204,17 @@ def parser() -> argparse.ArgumentParser:
             "Validate the config file and compile every format; exit 0 when all is well, "
             f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker.")
     r = command("render", cmd_render, "print the lines a message produces in one format",
-                "Render result messages (JSON files) through one format and print the lines, "
-                "one per new attempt. No broker, no outputs touched.")
-    r.add_argument("--format", "-f", required=True, help="the format's name (NAME.j2)")
+                "Render result messages (JSON files, or samples shipped with logship) through one format "
+                "and print the lines, one per attempt (--scope to choose). No broker, no outputs touched.")
+    r.add_argument("--format", "-f", help="the format's name (NAME.j2)")
     r.add_argument("--queue", default="results", help="read the message as if from this queue (default results)")
+    r.add_argument("--scope", choices=("all", "latest", "message"), default="all", help="which attempts are "
+                   "records: all (default: every attempt the message holds), latest (the newest only, what the "
+                   "daemon writes for a retry queue, or for results consumed beside retry), message (one record)")
+    r.add_argument("--sample", action="append", nargs="?", const="", metavar="NAME", help="render a sample "
+                   "message shipped with logship (may be repeated); --sample alone lists them")
     r.add_argument("--epoch-zero", action="store_true", help="set record.received to 1970-01-01 (reproducible output)")
-    r.add_argument("files", nargs="+", metavar="FILE.json", help="result message files; - for stdin")
+    r.add_argument("files", nargs="*", metavar="FILE.json", help="result message files; - for stdin")
     p_replay = command("replay", cmd_replay, "feed JSON-lines result messages to the outputs, no broker",
                        "Send result messages, one JSON object a line, through the same pipeline to the "
                        "configured outputs: backfills, demos, quarantine recovery. Lines of the form "
@@ -223,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `logship` command."""
     args = parser().parse_args(argv)
     try:
-        if hasattr(args, "config"):
+        if hasattr(args, "config") and getattr(args, "sample", None) != [""]:  # listing samples needs no config
             args.config = _config_path(args)
         BUDGET.arm()  # renders (run, replay, render) are timed: formats.render_timeout
         return args.func(args)

@@ -25,15 +25,37 @@ def config(workdir: Path) -> Path:
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
-def test_render_prints_one_line_per_new_attempt_of_every_sample(config, sample):
+def test_render_prints_one_line_per_attempt_of_every_sample_and_scope_latest_only_the_newest(config, sample):
     out = logship("render", "--config", str(config), "--format", "json", "--queue", "results", str(sample))
     if sample.name == "not-a-result.json":
         assert out.returncode == 65 and "not a result message" in out.stderr
         return
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    # results is consumed beside retry in the example, so only the newest attempt is new
-    assert len(lines) == 1 and json.loads(lines[0])["attempt"] == len(json.loads(sample.read_text())["results"])
+    attempts = len(json.loads(sample.read_text())["results"])
+    # results is consumed beside retry in the example (scope latest there), yet render shows
+    # every attempt: an operator testing a format wants each attempt's line
+    assert [json.loads(line)["attempt"] for line in out.stdout.splitlines()] == list(range(1, attempts + 1))
+    latest = logship("render", "--config", str(config), "-f", "json", "--scope", "latest", str(sample))
+    assert [json.loads(line)["attempt"] for line in latest.stdout.splitlines()] == [attempts]
+
+
+def test_render_reads_the_shipped_samples_by_name_and_lists_them_without_a_config(config, tmp_path):
+    listed = subprocess.run([sys.executable, "-m", "logship.cli", "render", "--sample"], cwd=tmp_path,
+                            capture_output=True, text=True, env={"LOGSHIP_CONFIG": str(tmp_path / "none.toml")})
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    shipped = ROOT / "logship" / "shipped" / "samples"
+    assert sorted(names) == sorted(p.stem for p in shipped.glob("*.json"))
+    both = logship("render", "-c", str(config), "-f", "mailerq", "--sample", "results-queue-after-retry",
+                   "--sample", "dns-failure")
+    files = logship("render", "-c", str(config), "-f", "mailerq", str(shipped / "results-queue-after-retry.json"),
+                    str(shipped / "dns-failure.json"))
+    assert both.returncode == 0 and both.stdout.splitlines()[:2] == files.stdout.splitlines()[:2]
+    assert len(both.stdout.splitlines()) == 3
+    unknown = logship("render", "-c", str(config), "-f", "mailerq", "--sample", "no-such")
+    assert unknown.returncode == 2 and "no sample 'no-such'" in unknown.stderr
+    nothing = logship("render", "-c", str(config), "-f", "mailerq")
+    assert nothing.returncode == 2 and "--sample" in nothing.stderr
 
 
 def test_render_of_a_body_that_is_not_json_exits_65(config):

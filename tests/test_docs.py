@@ -167,8 +167,9 @@ def test_the_shipped_format_samples_are_what_render_prints(workdir, name):
     from helpers import logship
     config = workdir / "logship.toml"
     config.write_text((ROOT / "tests" / "traffic" / "example.toml").read_text())
-    samples = [str(ROOT / "tests" / "samples" / f) for f in ("results-queue-after-retry.json", "dns-failure.json")]
-    out = logship("render", "--config", str(config), "--format", name, *samples)
+    # the command the page names, with the samples a wheel carries
+    out = logship("render", "--config", str(config), "--format", name, "--sample", "results-queue-after-retry",
+                  "--sample", "dns-failure")
     assert out.returncode == 0, out.stderr
     shown = shipped_format_samples()[name]
     header = re.match(r"\{#- header: (.*?) -#\}", (workdir / "formats" / f"{name}.j2").read_text())

@@ -107,6 +107,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "logship", src / "logship", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "docs", src / "docs")
     dist = tmp_path_factory.mktemp("dist")
     out = run(sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
               "-w", dist, src, cwd=dist)
@@ -157,11 +158,15 @@ def wait_for_records(daemon: RunningDaemon, path: Path, count: int) -> None:
     wait_for(written, what=f"{count} records in {path}")
 
 
-def test_the_wheel_carries_the_formats_example_config_unit_logrotate_and_license(wheel):
+def test_the_wheel_carries_the_formats_example_config_unit_logrotate_samples_docs_and_license(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for folder in ("formats", "systemd"):
         for path in (ROOT / folder).iterdir():
             assert f"logship/shipped/{folder}/{path.name}" in names
+    for path in (ROOT / "tests" / "samples").glob("*.json"):
+        assert (f"logship/shipped/samples/{path.name}" in names) == path.is_symlink(), path.name
+    data = f"logship-{__version__}.data/data/share/doc/logship"
+    assert {f"{data}/README.md", *(f"{data}/docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))} <= names
     assert f"logship-{__version__}.dist-info/licenses/LICENSE" in names
     assert wheel.name == f"logship-{__version__}-py3-none-any.whl"
 
@@ -214,6 +219,10 @@ def test_init_unit_runs_the_installed_logship_and_passes_systemd_analyze_verify(
     command = installed / "bin" / "logship"
     assert f"ExecStart={command} run --config /etc/logship/logship.toml" in out.stdout
     assert "/opt/logship/venv" not in out.stdout
+    # the pages it names are there: the wheel put them in the venv
+    documentation = re.findall(r"^Documentation=file:(\S+)$", out.stdout, re.M)
+    assert len(documentation) == 3 and all(Path(page).is_file() for page in documentation), documentation
+    assert all(page.startswith(f"{installed}/share/doc/logship/") for page in documentation)
     unit = tmp_path / "logship.service"
     unit.write_text(out.stdout)
     verify = subprocess.run(["/usr/bin/systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True)

@@ -16,6 +16,7 @@ from ..errors import LogshipError
 DEFAULT_DIR = "/etc/logship"        # the unit's ConfigurationDirectory=
 DEFAULT_CONFIG = f"{DEFAULT_DIR}/logship.toml"
 INSTALLED_BIN = "/opt/logship/venv/bin/logship"  # where the shipped unit expects the command
+INSTALLED_DOCS = "/opt/logship/venv/share/doc/logship"  # where pip puts the pages (pyproject's data-files)
 
 
 def shipped(name: str) -> str:
@@ -27,6 +28,21 @@ def format_names() -> list[str]:
     """The shipped formats' file names."""
     folder = resources.files(__package__).joinpath("formats")
     return sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".j2"))
+
+
+def samples() -> dict[str, str]:
+    """The shipped sample messages for `render --sample`: name -> what it shows (from their README's table)."""
+    table = shipped("samples/README.md")
+    rows = (line.split("|") for line in table.splitlines() if line.startswith("| ") and ".json |" in line)
+    return {cells[1].strip().removesuffix(".json"): cells[2].strip() for cells in rows}
+
+
+def sample(name: str) -> bytes:
+    """The body of the shipped sample message called `name`; a LogshipError naming the others when none is."""
+    if name not in samples():
+        raise LogshipError(f"no sample {name!r} (there are: {', '.join(samples())}; "
+                           "`logship render --sample` lists them)")
+    return resources.files(__package__).joinpath("samples", f"{name}.json").read_bytes()
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,7 @@ def init(folder: str | os.PathLike[str], force: bool = False) -> Written:
 def _config_for(folder: Path) -> tuple[str, list[str]]:
     """The shipped production config, /etc/logship replaced by `folder`, naming this logship; what is left to do."""
     text = shipped("systemd/logship.toml").replace(DEFAULT_DIR, str(folder)).replace(INSTALLED_BIN, running_command())
+    text = text.replace(INSTALLED_DOCS, installed_docs())
     todo = ["set broker.url (user, host, virtual host) and the queues"]
     password = folder / "broker.password"
     if not password.exists():
@@ -69,8 +86,14 @@ def _config_for(folder: Path) -> tuple[str, list[str]]:
 
 
 def unit(command: str | None = None) -> str:
-    """The shipped systemd unit, its ExecStart= and the other command lines naming `command`."""
-    return shipped("systemd/logship.service").replace(INSTALLED_BIN, command or running_command())
+    """The shipped systemd unit, its command lines naming `command` and its Documentation= this install's pages."""
+    text = shipped("systemd/logship.service").replace(INSTALLED_BIN, command or running_command())
+    return text.replace(INSTALLED_DOCS, installed_docs())
+
+
+def installed_docs() -> str:
+    """The folder where pip put README.md and docs/ for the running logship's environment."""
+    return str(Path(sys.prefix, "share", "doc", "logship"))
 
 
 def running_command() -> str:
