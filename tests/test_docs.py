@@ -244,3 +244,63 @@ def test_the_documented_permissions_let_logship_consume_and_nothing_more(rabbit,
         assert daemon.stop() == 0
     assert line_count(tmp_path / "out.log") == expected
     assert "reconnecting to the broker" not in daemon.messages()
+
+
+def install_block(containing: str) -> str:
+    """The shell block of install.md that holds `containing`, its `VHOST=/` line left for the caller."""
+    (block,) = [b for b in blocks((DOCS / "install.md").read_text()) if containing in b]
+    return block
+
+
+def run_as_documented(rabbit: Any, block: str, vhost: str) -> None:
+    """Run a block of install.md with bash against the test node, on `vhost` instead of `/`."""
+    import subprocess
+    import textwrap
+    script = textwrap.dedent(block).replace("VHOST=/\n", f"VHOST={vhost}\n", 1)
+    assert f"VHOST={vhost}\n" in script, "the block no longer sets VHOST"
+    prelude = f'rabbitmqctl() {{ command rabbitmqctl -q -n "{rabbit.name}" "$@"; }}\nset -e\n'
+    done = subprocess.run(["bash", "-c", prelude + script], env=rabbit.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.broker
+def test_the_dead_letter_steps_work_without_the_management_plugin_and_catch_what_logship_rejects(rabbit, tmp_path):
+    import pika
+
+    from helpers import RunningDaemon, queue_depth, wait_for
+    vhost = rabbit.new_vhost()
+    url = rabbit.vhost_url(vhost)
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection.channel().queue_declare("results", durable=True)
+    run_as_documented(rabbit, install_block("dead-letter-exchange"), vhost)
+    wait_for(lambda: "logship-dlx" in rabbit.ctl("list_queues", "-p", vhost, "name", "policy"), what="the policy")
+    connection.channel().basic_publish("", "results", b"{not json")
+    connection.close()
+    config = tmp_path / "logship.toml"
+    config.write_text(f'[broker]\nurl = "{url}"\n[[queues]]\nname = "results"\n[formats]\ndir = "{ROOT / "formats"}"\n'
+                      '[[outputs]]\nname = "out"\ntype = "file"\npath = "out.log"\n'
+                      '[[routes]]\nformat = "json"\noutput = "out"\n')
+    with RunningDaemon(config) as daemon:
+        wait_for(lambda: queue_depth(url, "logship-dead") == 1, what="the rejected body in logship-dead")
+        assert daemon.stop() == 0
+    assert b"{not json" in (tmp_path / "quarantine" / "quarantine.jsonl").read_bytes()
+
+
+@pytest.mark.broker
+def test_the_copy_queue_steps_bind_queues_of_logships_own_to_mailerqs_exchange(rabbit):
+    import pika
+
+    from helpers import queue_depth, wait_for
+    vhost = rabbit.new_vhost()
+    url = rabbit.vhost_url(vhost)
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection.channel().exchange_declare("mailerq", "direct", durable=True)  # as MailerQ declares it
+    run_as_documented(rabbit, install_block('"routing_key": "results"'), vhost)
+    wait_for(lambda: "logship-retry" in rabbit.ctl("list_bindings", "-p", vhost, "destination_name"),
+             what="the bindings")
+    channel = connection.channel()
+    for key in ("results", "retry", "retry"):
+        channel.basic_publish("mailerq", key, b"{}")
+    connection.close()
+    wait_for(lambda: (queue_depth(url, "logship-results"), queue_depth(url, "logship-retry")) == (1, 2),
+             what="a copy of each result in logship's queues")
