@@ -11,7 +11,7 @@ import re
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -36,95 +36,113 @@ def skip(_line: str) -> None:
     """A line the walk-through has no use for here (apt-get, journalctl -f, a checkout's `install`)."""
 
 
-def configure(host: Host, url: str) -> Path:
+def configure(host: Host, url: str) -> None:
     """What step 3 asks the operator to edit: broker.url (user, host, vhost); files in the prefix; a free metrics port."""
     config = host.path("/etc/logship/logship.toml")
     text = re.sub(r'(?m)^url = ".*"$', f'url = "{url}"', host.moved(config.read_text()))
     config.write_text(re.sub(r'(?m)^listen = ".*"$', 'listen = "127.0.0.1:0"', text))
-    return config
 
 
 def test_install_md_from_a_wheel_then_rotation_and_a_quarantine_replay_work_as_written(host, wheel, rabbit):
-    # the broker side first (install.md says so): MailerQ's queues, a user that may read them
+    vhost, password = broker_side(host, rabbit)
+    install_from_the_wheel(host, wheel, f"amqp://{host.user}@127.0.0.1:{rabbit.port}/{vhost}")
+    password_and_check(host, password)
+    deliveries, expected = enable_and_start(host, rabbit.vhost_url(vhost))
+    rotation_and_metrics(host)
+    quarantine = a_bad_body_then_a_forced_rotation(host, rabbit.vhost_url(vhost), deliveries, expected)
+    replay_the_quarantine(host, quarantine)
+    assert host.stop() == 0
+
+
+def broker_side(host: Host, rabbit: Any) -> tuple[str, str]:
+    """Done first, as install.md says: MailerQ's queues, and a RabbitMQ user that may only read them."""
     vhost, password = rabbit.new_vhost(), uuid.uuid4().hex
     publish(rabbit.vhost_url(vhost), [])  # declares results and retry, as MailerQ does
     rabbit.ctl("add_user", host.user, password)
     rabbit.ctl("set_permissions", "-p", vhost, host.user, "^$", "^$", "^(results|retry)$")
+    return vhost, password
 
-    # step 1, then the wheel's block in place of steps 2 and 3
+
+def install_from_the_wheel(host: Host, wheel: Path, url: str) -> None:
+    """Step 1, the wheel's block in place of steps 2 and 3, and step 3's edit of the config."""
     host.follow(blocks(step(1))[0], {"apt-get install": skip})
     version = wheel.name.split("-")[1]
     install = blocks(section(INSTALL, "From a wheel, without a checkout"))[1]
     host.follow(install, {"/opt/logship/venv/bin/pip install": lambda line: host.sh(
-        line.replace(f"logship-VERSION-py3-none-any.whl", str(wheel)).replace("VERSION", version))})
-    assert mode(host.path("/etc/logship/logship.toml"))[0] == 0o640
-    config = configure(host, f"amqp://{host.user}@127.0.0.1:{rabbit.port}/{vhost}")
+        line.replace("logship-VERSION-py3-none-any.whl", str(wheel)).replace("VERSION", version))})
+    assert mode(host.path("/etc/logship/logship.toml")) == (0o640, "root")
+    configure(host, url)
+
+
+def password_and_check(host: Host, password: str) -> None:
+    """Before step 4 the check names the missing password file; steps 4 and 5 make it pass as the service user."""
     check = ["runuser", "-u", host.user, "--", str(host.path("/opt/logship/venv/bin/logship")), "check",
-             "--config", str(config)]
-    # before step 4, the half-set URL is a config error naming the password file, not a crash at run
+             "--config", str(host.path("/etc/logship/logship.toml"))]
     early = subprocess.run(check, capture_output=True, text=True, env=clean_env())
     assert early.returncode == 78 and "broker.password_file: cannot read" in early.stderr, early.stderr
-
-    # step 4, the password (typed at the prompt), and step 5's check as the service user
-    host.follow(blocks(step(4))[0], {}, stdin=password + "\n")
+    host.follow(blocks(step(4))[0], {}, stdin=password + "\n")  # typed at the prompt
     assert mode(host.path("/etc/logship/broker.password"))[0] == 0o640
     (checked,) = host.follow(blocks(step(5))[0], {})
     assert "ok: 2 queues, 2 outputs, 2 routes" in checked.stdout
 
-    # step 6: the unit's ExecStart= as its user, for `systemctl enable --now`
-    unit = host.path("/etc/systemd/system/logship.service").read_text()
-    (exec_start,) = re.findall(r"(?m)^ExecStart=(.*)$", unit)
+
+def enable_and_start(host: Host, url: str) -> tuple[Path, int]:
+    """Step 6, the unit's ExecStart= run as its user for `systemctl enable --now`; every attempt arrives."""
+    (exec_start,) = re.findall(r"(?m)^ExecStart=(.*)$", host.path("/etc/systemd/system/logship.service").read_text())
     events = traffic(40)
-    publish(rabbit.vhost_url(vhost), events)
-    deliveries = host.path("/var/log/logship/deliveries.log")
+    publish(url, events)
     host.follow(blocks(step(6))[0], {"install -m 0644 systemd/": skip, "systemctl daemon-reload": skip,
                                       "systemctl enable --now logship": lambda _: host.start(exec_start),
                                       "systemctl status logship": lambda _: wait_for(
                                           lambda: host.running() and "consuming" in host.messages(), what="READY"),
                                       "journalctl -u logship": skip})
-    expected = len(expected_attempts(events))
+    deliveries, expected = host.path("/var/log/logship/deliveries.log"), len(expected_attempts(events))
     wait_for(lambda: host.running() and line_count(deliveries) == expected, what=f"{expected} records")
     assert mode(deliveries) == (0o640, host.user)
+    return deliveries, expected
 
-    # step 7: the snippet, its paths and its signal for this host; step 8: the metrics
+
+def rotation_and_metrics(host: Host) -> None:
+    """Step 7 with the snippet's paths and signal for this host (as its comment asks), and step 8's curl."""
     snippet = host.path("/etc/logrotate.d/logship")
     snippet.write_text(host.moved(snippet.read_text()).replace(
         "systemctl kill --signal=USR1 logship.service", f"kill -USR1 {host.pid}"))
     host.follow(blocks(step(7))[0], {"install -m 0644 systemd/": skip})
     (curl,) = re.findall(r"`(curl [^`]+)`", step(8))
-    metrics = next(re.search(r'"url": ?"http://([^/]+)/metrics"', line)[1] for line in host.log.read_text()
-                   .splitlines() if "metrics listening" in line)
-    assert "logship_records_written_total" in host.sh(curl.replace("127.0.0.1:9108", metrics)).stdout
+    listening = next(line for line in host.log.read_text().splitlines() if "metrics listening" in line)
+    netloc = re.search(r'"url": ?"http://([^/]+)/metrics"', listening)[1]
+    assert "logship_records_written_total" in host.sh(curl.replace("127.0.0.1:9108", netloc)).stdout
 
-    # day 2: a body that is not a result, then a forced rotation (what cron's logrotate does)
+
+def a_bad_body_then_a_forced_rotation(host: Host, url: str, deliveries: Path, expected: int) -> Path:
+    """A body that is not a result goes to the quarantine (0600); `logrotate -f` keeps every mode; writing goes on."""
     quarantine = host.path("/var/lib/logship/quarantine.jsonl")
-    publish(rabbit.vhost_url(vhost), [{"queue": "results", "body": b"{not json"}])
+    publish(url, [{"queue": "results", "body": b"{not json"}])
     wait_for(lambda: host.running() and line_count(quarantine) == 1, what="the quarantined body")
     assert mode(quarantine) == (0o600, host.user)
-    host.sh(f"logrotate -f -s {host.prefix}/logrotate.state {snippet}")
+    host.sh(f"logrotate -f -s {host.prefix}/logrotate.state /etc/logrotate.d/logship")
     wait_for(lambda: "outputs reopened" in host.messages(), what="the reopen on SIGUSR1")
     assert mode(deliveries) == (0o640, host.user) and mode(quarantine) == (0o600, host.user)
     assert line_count(Path(f"{deliveries}.1")) == expected and line_count(Path(f"{quarantine}.1")) == 1
     more = traffic(20, seed=11)
-    publish(rabbit.vhost_url(vhost), more + [{"queue": "results", "body": b"{still not json"}])
+    publish(url, more + [{"queue": "results", "body": b"{still not json"}])
     wait_for(lambda: host.running() and line_count(deliveries) == len(expected_attempts(more))
              and line_count(quarantine) == 1, what="records and the quarantine in the new files")
+    return quarantine
 
-    # operations.md's replay of the quarantine, as written
-    replay = next(b for b in blocks(section(OPERATIONS, "The quarantine")) if "logship replay" in b)
-    moved = host.path("/var/lib/logship/quarantine.replay.jsonl")
 
+def replay_the_quarantine(host: Host, quarantine: Path) -> None:
+    """operations.md's block: move the file, SIGUSR1 (a new empty 0600 file at once), replay as the service user."""
     def usr1(_line: str) -> None:
-        """`systemctl kill --signal=USR1 logship`: the new quarantine file is there at once, empty and 0600."""
         reopens = host.messages().count("outputs reopened")
         subprocess.run(["kill", "-USR1", str(host.pid)], check=True)
         wait_for(lambda: host.messages().count("outputs reopened") > reopens, what="the reopen")
         assert quarantine.read_bytes() == b"" and mode(quarantine) == (0o600, host.user)
 
+    replay = next(b for b in blocks(section(OPERATIONS, "The quarantine")) if "logship replay" in b)
     _mv, replayed = host.follow(replay, {"systemctl kill --signal=USR1 logship": usr1})
-    assert line_count(moved) == 1
+    assert line_count(host.path("/var/lib/logship/quarantine.replay.jsonl")) == 1
     assert f"replayed 1 messages, 1 quarantined to {quarantine}" in replayed.stderr
-    # still not a result: kept again, with the queue and routing key it came with
+    # still not a result: kept again, with the queue and the routing key it came with
     (kept,) = [json.loads(line) for line in quarantine.read_text().splitlines()]
     assert (kept["queue"], kept["routing_key"], kept["body"]) == ("results", "results", "{still not json")
-    assert host.stop() == 0
