@@ -4,16 +4,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import IO, Iterable, Iterator
 
 from . import __version__
 from .config.load import Config, scoped, warnings
 from .config.broker import Queue
 from .settings import load
-from .errors import ConfigError, FormatError, LogshipError, MessageError, OutputError, RenderError
+from .errors import ConfigError, FormatError, LogshipError, OutputError, RenderError
 from .render.budget import BUDGET
 from .render.formats import FormatSet, configure, utc_iso
-from .render.record import Source, decode, records
+from .render.record import Source
 from . import shipped
 from .shipped import DEFAULT_CONFIG
 
@@ -71,17 +72,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Print the lines one message (or several) produce in one format."""
+    from .render.preview import preview
     if args.sample == [""] and not args.files:  # `--sample` alone: what there is to render
-        for name, what in shipped.samples().items():
-            print(f"{name:<28} {what}")
+        print("\n".join(f"{name:<28} {what}" for name, what in shipped.samples().items()))
         return EXIT_OK
     if not args.format or not (args.files or args.sample):
         print("logship render: needs --format NAME and FILE.json or --sample NAME (--sample alone lists the "
               "samples)", file=sys.stderr)
-        return EXIT_USAGE
-    unknown = [name for name in args.sample or () if name not in shipped.samples()]
-    if unknown:
-        print(f"logship render: no sample {unknown[0]!r}; `logship render --sample` lists them", file=sys.stderr)
         return EXIT_USAGE
     config, formats = checked_config(args.config)
     if args.format not in formats:
@@ -90,18 +87,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     queue = _queue(config, args.queue)
     # every attempt unless --scope says otherwise: testing a format means seeing each attempt's line
     source = Source(queue.name, args.scope, queue.final)
-    status = EXIT_OK
-    for name, body in _bodies(args.files, args.sample or ()):
-        try:
-            message = decode(body, max_size=config.messages.bytes, max_attempts=config.messages.max_attempts)
-        except MessageError as error:
-            print(f"{name}: {error}", file=sys.stderr)
-            status = EXIT_DATAERR
-            continue
-        secrets = config.formats.exposes_secrets(args.format)
-        for record in records(message, source, 0.0 if args.epoch_zero else _now()):
-            print(formats[args.format].render({**record, "message": message} if secrets else record))
-    return status
+    bodies = _bodies(args.files, args.sample or ())
+    bad = preview(config, formats, args.format, source, bodies, 0.0 if args.epoch_zero else time.time())
+    return EXIT_DATAERR if bad else EXIT_OK
 
 
 def _bodies(files: list[str], samples: Iterable[str]) -> Iterator[tuple[str, bytes]]:
@@ -111,6 +99,13 @@ def _bodies(files: list[str], samples: Iterable[str]) -> Iterator[tuple[str, byt
             yield name, f.read()
     for name in samples:
         yield f"sample {name}", shipped.sample(name)
+
+
+def _sample_name(name: str) -> str:
+    """A shipped sample's name (--sample); a usage error naming the way to list them otherwise."""
+    if name and name not in shipped.samples():  # "" is --sample alone (argparse passes the const through here)
+        raise argparse.ArgumentTypeError(f"no sample {name!r}; `logship render --sample` lists them")
+    return name
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -166,19 +161,12 @@ def _queue(config: Config, name: str) -> Queue:
 
 def _modified(path: str) -> str:
     """A file's modification time in UTC, ISO 8601: when this version of a format was saved."""
-    import os
     return utc_iso(os.stat(path).st_mtime)
 
 
 def _open(name: str) -> IO[bytes]:
     """A file opened for binary reading; '-' is standard input."""
     return sys.stdin.buffer if name == "-" else open(name, "rb")
-
-
-def _now() -> float:
-    """The current time (a function, so `render --epoch-zero` can be reproducible)."""
-    import time
-    return time.time()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -211,8 +199,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--scope", choices=("all", "latest", "message"), default="all", help="which attempts are "
                    "records: all (default: every attempt the message holds), latest (the newest only, what the "
                    "daemon writes for a retry queue, or for results consumed beside retry), message (one record)")
-    r.add_argument("--sample", action="append", nargs="?", const="", metavar="NAME", help="render a sample "
-                   "message shipped with logship (may be repeated); --sample alone lists them")
+    r.add_argument("--sample", action="append", nargs="?", const="", type=_sample_name, metavar="NAME",
+                   help="render a sample message shipped with logship (repeatable); --sample alone lists them")
     r.add_argument("--epoch-zero", action="store_true", help="set record.received to 1970-01-01 (reproducible output)")
     r.add_argument("files", nargs="*", metavar="FILE.json", help="result message files; - for stdin")
     p_replay = command("replay", cmd_replay, "feed JSON-lines result messages to the outputs, no broker",

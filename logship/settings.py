@@ -1,7 +1,8 @@
 """The config as every command uses it: read and checked by config/, then each output by its sink.
 
-config/ knows no sink; a sink checks its own table. This is where the two meet, above both,
-so `check`, `run` and a reload refuse the same mistakes with the same words.
+config/ knows no sink and no pika; a sink checks its own table, broker/ the URLs as pika reads
+them. This is where they meet, above them all, so `check`, `run` and a reload refuse the same
+mistakes with the same words.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 from typing import Mapping
 
 from . import sinks
+from .broker.connection import check_urls
 from .config import load as config_load
 from .config.load import Config
 
@@ -17,6 +19,9 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None,
          require_formats: bool = True) -> Config:
     """Read and check the config file at `path`, outputs included (ConfigError names file and key)."""
     config = config_load.read(path, environ)
+    # read as the connection will read them (pika's parser, query included), credentials applied
+    variable = "LOGSHIP_BROKER_URL" in (os.environ if environ is None else environ)
+    check_urls(config.broker, config.file, "LOGSHIP_BROKER_URL" if variable else "broker.url")
     sinks.check(config)  # each table alone first, as config/ does, then how they refer to each other
     config_load.check(config, require_formats)
     return config

@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 from logship.quarantine import Quarantine
-from logship.record import Source
+from logship.render.record import Source
 
 
 def mode(path: Path) -> int:

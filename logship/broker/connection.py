@@ -12,7 +12,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from ..errors import ConfigError
 from . import tls
-from ..config.broker import Broker, Queue
+from ..config.broker import Broker, Queue, mask
 
 log = logging.getLogger("logship")
 
@@ -30,6 +30,17 @@ def parameters(broker: Broker, url: str) -> pika.URLParameters:
     if url.startswith("amqps://"):
         params.ssl_options = pika.SSLOptions(tls.context(broker), tls.server_name(broker, url))
     return params
+
+
+def check_urls(broker: Broker, file: str, source: str = "broker.url") -> None:
+    """A ConfigError naming the key when pika's own parser refuses a node's URL: at load, never at a connect."""
+    for i, url in enumerate(broker.urls):
+        try:
+            pika.URLParameters(url)
+        except Exception as error:  # ValueError, TypeError, KeyError...: whatever pika's parser raises
+            key = source if isinstance(broker.url, str) else f"{source}[{i}]"
+            raise ConfigError(file, key, f"pika cannot use this URL ({type(error).__name__}: {error}): "
+                              f"{mask(url)!r}") from None
 
 
 def settings(broker: Broker) -> tuple[object, ...]:

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Mapping
 
-import pika
-
 from ..errors import ConfigError
 from .schema import PATH
 
@@ -79,7 +77,7 @@ def split_urls(text: str) -> tuple[str, ...]:
 
 
 def _check_url(url: str, key: str) -> None:
-    """A ValueError naming `key` unless `url` is an amqp:// or amqps:// URL pika can use."""
+    """A ValueError naming `key` unless `url` is an amqp:// or amqps:// URL with a host (pika's reading: broker/)."""
     if not url.startswith(("amqp://", "amqps://")):
         raise ValueError(f"{key}: must start with amqp:// or amqps://, got {mask(url)!r}")
     try:
@@ -92,21 +90,6 @@ def _check_url(url: str, key: str) -> None:
     if "ssl_options" in urllib.parse.parse_qs(parts.query):
         raise ValueError(f"{key}: ssl_options in the URL is not supported: use broker.tls_ca, tls_cert, "
                          "tls_key and tls_server_name")
-    _check_with_pika(url, key)
-
-
-def _check_with_pika(url: str, key: str) -> None:
-    """A ValueError naming `key` when pika's own parser refuses `url`, so none reaches a connect as a traceback."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is not None and parts.password is None:
-        # the password may still come from password_file or the environment (credentials()
-        # refuses the URL if none does); pika cannot parse a user without one
-        netloc = f"{parts.username}:password@{parts.netloc.rpartition('@')[2]}"
-        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    try:
-        pika.URLParameters(url)
-    except Exception as error:  # pika raises ValueError, TypeError, KeyError... for what it cannot read
-        raise ValueError(f"{key}: pika cannot use this URL ({type(error).__name__}: {error}): {mask(url)!r}") from None
 
 
 @dataclass(frozen=True)
