@@ -57,7 +57,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name, fmt in sorted(formats.formats.items()):
         print(f"format {name}: ok ({fmt.path}, sha256 {fmt.digest}, modified {_modified(fmt.path)})")
     for error in formats.errors.values():
-        # a running daemon keeps the last good version of such a file (README: live formats)
+        # a running daemon keeps the last good version of such a file (docs/operations.md, "Live formats and reload")
         print(f"format error: {error} (a running daemon keeps its last good version)", file=sys.stderr)
     if formats.errors:
         return EXIT_CONFIG

@@ -15,7 +15,7 @@ log = logging.getLogger("logship")
 # (10 ms of the default 50): the end of a burst reaches the disk then, not up to 50 ms later,
 # much as rsyslog's omfile flushes when its queue runs dry. A steady stream is never that
 # quiet, so it fills its batches as before. A trickle of about 100 a second syncs more often,
-# but never more than about twice as often as batch_interval alone allows (README, "Batches").
+# but never more than about twice as often as batch_interval alone allows (docs/configuration.md, "Batches").
 QUIET_SHARE = 0.2
 
 

@@ -11,7 +11,7 @@ registry's key check raises and catches a TypeError each time. Nothing registers
 delivery's frames (Basic.Deliver, its header, its body: pika's own `_handle_content_frame`
 says so), so those go straight to their channel, as pika's `_process_frame` would send them;
 every other frame takes pika's way. Together about 10% less CPU a message end to end
-(README, "Performance").
+(docs/performance.md).
 
 This reaches into pika's private attributes, so `install` checks for them first and leaves
 a pika that lacks them as it is; tests compare the frames and their routes with pika's own.

@@ -24,7 +24,7 @@ class Broker:
     password_file: str | None = field(default=None, metadata=PATH)
     prefetch: int = 1000
     heartbeat: int = 30
-    # acknowledge at most this many deliveries at once; unset: a quarter of prefetch (see README)
+    # acknowledge at most this many deliveries at once; unset: a quarter of prefetch (docs/configuration.md, "Batches")
     batch_size: int | None = None
     batch_interval: float = 0.05  # and at the latest this many seconds after the first
     reconnect_max: float = 30.0   # cap of the reconnect backoff (per full round of nodes), seconds

@@ -20,7 +20,7 @@ class Formats:
     """Where the formats live: NAME.j2 is the format called NAME."""
 
     dir: str = field(default="formats", metadata=PATH)
-    watch: bool = True  # reload when a format or the config file changes on disk (README: reload)
+    watch: bool = True  # reload when a format or the config file changes on disk (docs/operations.md: live formats)
     render_timeout: float = 1.0        # seconds one render, `when` or path expression may take
     max_line_length: int = 1 << 20     # characters a line (and any value built on the way) may have
     # true, or the names of the formats that see dkim keys, the smarthost password, mime and data
@@ -99,7 +99,7 @@ class Log:
 
 @dataclass(frozen=True)
 class Metrics:
-    """The Prometheus endpoint (see README: Metrics); off unless `listen` is set."""
+    """The Prometheus endpoint (docs/operations.md, "Metrics"); off unless `listen` is set."""
 
     listen: str | None = None  # "127.0.0.1:9108", "[::1]:9108"
 

@@ -22,7 +22,7 @@ class Output:
 
 @dataclass(frozen=True)
 class Rotate:
-    """Built-in rotation of a file output; see README "File outputs"."""
+    """Built-in rotation of a file output; see docs/file-output.md, "Rotation"."""
 
     size: str | int | None = None          # "100MB": rotate before a file would pass this size
     every: Literal["hourly", "daily"] | None = None
@@ -97,7 +97,7 @@ Output.variants["file"] = FileOutput
 
 @dataclass(frozen=True)
 class SyslogOutput(Output):
-    """Syslog messages to a receiver; every key is in README.md, "Syslog output"."""
+    """Syslog messages to a receiver; keys: docs/configuration.md; how: docs/syslog-output.md."""
 
     address: str = "unix:///dev/log"    # udp://host:port, tcp://…, tls://…, unix:///path
     protocol: Literal["rfc5424", "rfc3164"] = "rfc5424"

@@ -94,7 +94,7 @@ def inflate(body: bytes, wbits: int, max_size: int, encoding: str) -> bytes:
 
 
 def records(message: dict[str, Any], source: Source, received: float) -> list[Record]:
-    """One record per attempt that is new on this queue (see README: scopes)."""
+    """One record per attempt that is new on this queue (docs/configuration.md, "Queues and scopes")."""
     results = message["results"]
     count = len(results)
     extracted = _extracted(message)
@@ -120,7 +120,7 @@ def records(message: dict[str, Any], source: Source, received: float) -> list[Re
 
 
 def outcome(attempt: dict[str, Any], final: bool) -> str:
-    """delivered, deferred, bounced, expired or failed; the table is in README.md."""
+    """delivered, deferred, bounced, expired or failed; the table is in docs/formats.md, "Outcome"."""
     state, result = attempt.get("state"), attempt.get("result")
     if result == "accepted":
         return "delivered"

@@ -6,7 +6,7 @@ import ctypes
 # A flush joins and encodes its batch: a few buffers of about 100 KB (a replay's, a few MB).
 # By default glibc serves those with mmap, or returns them from the top of its heap once
 # freed, so the next batch touches fresh pages: 40,000-50,000 page faults per 100,000 bench
-# messages against the naive script's 4,000 (README, "Performance").
+# messages against the naive script's 4,000 (docs/performance.md).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # the option numbers in glibc's malloc.h
 MMAP_ABOVE = 32 << 20   # allocations up to 32 MiB (glibc's highest setting) come from the heap
 KEEP_FREED = 64 << 20   # free memory at the top of the heap is kept up to 64 MiB

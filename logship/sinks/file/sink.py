@@ -123,7 +123,7 @@ class FileSink:
         file.append(data)
 
     def _sync(self) -> None:
-        """fdatasync every file written since the last sync, when the policy says so (see README)."""
+        """fdatasync every file written since the last sync, as the policy says (docs/file-output.md: durability)."""
         if self.sync == "never":
             return
         if self.sync != "batch" and time.monotonic() - self._last_sync < float(self.sync):
