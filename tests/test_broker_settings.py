@@ -176,3 +176,10 @@ def test_a_url_pika_would_refuse_is_a_config_error_at_load_not_at_connect(workdi
     assert out.returncode == 78, out.stderr
     assert "broker.url: pika cannot use this URL" in out.stderr and words in out.stderr
     assert "s3cret" not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_url_from_the_environment_that_pika_would_refuse_names_the_variable_and_the_node(workdir):
+    environ = {"LOGSHIP_BROKER_URL": "amqp://u:p@mq1:5672/v amqp://u:p@mq2:5672/v?heartbeat=often"}
+    with pytest.raises(ConfigError) as caught:
+        load(write(workdir, EXAMPLE), environ=environ)  # settings.load: what check, run and a reload use
+    assert caught.value.key == "LOGSHIP_BROKER_URL[1]" and "pika cannot use this URL" in caught.value.problem
