@@ -20,6 +20,7 @@ from test_package import wheel  # noqa: F401  (the fixture: the wheel pip builds
 from walkthrough import INSTALL, OPERATIONS, Host, blocks, clean_env, mode, section, step
 
 pytestmark = pytest.mark.broker
+DEADLINE = 180  # seconds for anything the daemon does: generous for a shared, loaded host
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def skip(_line: str) -> None:
 
 
 def configure(host: Host, url: str) -> None:
-    """What step 3 asks the operator to edit: broker.url (user, host, vhost); files in the prefix; a free metrics port."""
+    """Step 3's edit: broker.url (user, host, vhost); the files in the prefix; metrics on a free port."""
     config = host.path("/etc/logship/logship.toml")
     text = re.sub(r'(?m)^url = ".*"$', f'url = "{url}"', host.moved(config.read_text()))
     config.write_text(re.sub(r'(?m)^listen = ".*"$', 'listen = "127.0.0.1:0"', text))
@@ -91,13 +92,16 @@ def enable_and_start(host: Host, url: str) -> tuple[Path, int]:
     (exec_start,) = re.findall(r"(?m)^ExecStart=(.*)$", host.path("/etc/systemd/system/logship.service").read_text())
     events = traffic(40)
     publish(url, events)
+    def consuming(_line: str) -> None:
+        """`systemctl status logship`: active, and consuming (what READY=1 says)."""
+        wait_for(lambda: host.running() and "consuming" in host.messages(), timeout=DEADLINE, what="READY")
+
     host.follow(blocks(step(6))[0], {"install -m 0644 systemd/": skip, "systemctl daemon-reload": skip,
                                       "systemctl enable --now logship": lambda _: host.start(exec_start),
-                                      "systemctl status logship": lambda _: wait_for(
-                                          lambda: host.running() and "consuming" in host.messages(), what="READY"),
-                                      "journalctl -u logship": skip})
+                                      "systemctl status logship": consuming, "journalctl -u logship": skip})
     deliveries, expected = host.path("/var/log/logship/deliveries.log"), len(expected_attempts(events))
-    wait_for(lambda: host.running() and line_count(deliveries) == expected, what=f"{expected} records")
+    wait_for(lambda: host.running() and line_count(deliveries) == expected, timeout=DEADLINE,
+             what=f"{expected} records")
     assert mode(deliveries) == (0o640, host.user)
     return deliveries, expected
 
@@ -118,16 +122,16 @@ def a_bad_body_then_a_forced_rotation(host: Host, url: str, deliveries: Path, ex
     """A body that is not a result goes to the quarantine (0600); `logrotate -f` keeps every mode; writing goes on."""
     quarantine = host.path("/var/lib/logship/quarantine.jsonl")
     publish(url, [{"queue": "results", "body": b"{not json"}])
-    wait_for(lambda: host.running() and line_count(quarantine) == 1, what="the quarantined body")
+    wait_for(lambda: host.running() and line_count(quarantine) == 1, timeout=DEADLINE, what="the quarantined body")
     assert mode(quarantine) == (0o600, host.user)
     host.sh(f"logrotate -f -s {host.prefix}/logrotate.state /etc/logrotate.d/logship")
-    wait_for(lambda: "outputs reopened" in host.messages(), what="the reopen on SIGUSR1")
+    wait_for(lambda: "outputs reopened" in host.messages(), timeout=DEADLINE, what="the reopen on SIGUSR1")
     assert mode(deliveries) == (0o640, host.user) and mode(quarantine) == (0o600, host.user)
     assert line_count(Path(f"{deliveries}.1")) == expected and line_count(Path(f"{quarantine}.1")) == 1
     more = traffic(20, seed=11)
     publish(url, more + [{"queue": "results", "body": b"{still not json"}])
     wait_for(lambda: host.running() and line_count(deliveries) == len(expected_attempts(more))
-             and line_count(quarantine) == 1, what="records and the quarantine in the new files")
+             and line_count(quarantine) == 1, timeout=DEADLINE, what="records and the quarantine in the new files")
     return quarantine
 
 
@@ -136,7 +140,7 @@ def replay_the_quarantine(host: Host, quarantine: Path) -> None:
     def usr1(_line: str) -> None:
         reopens = host.messages().count("outputs reopened")
         subprocess.run(["kill", "-USR1", str(host.pid)], check=True)
-        wait_for(lambda: host.messages().count("outputs reopened") > reopens, what="the reopen")
+        wait_for(lambda: host.messages().count("outputs reopened") > reopens, timeout=DEADLINE, what="the reopen")
         assert quarantine.read_bytes() == b"" and mode(quarantine) == (0o600, host.user)
 
     replay = next(b for b in blocks(section(OPERATIONS, "The quarantine")) if "logship replay" in b)

@@ -103,7 +103,7 @@ class Host:
                                         stderr=open(self.log, "wb"), env=clean_env(),
                                         preexec_fn=lambda: os.umask(0o027))  # UMask=0027
         children = Path(f"/proc/{self.runuser.pid}/task/{self.runuser.pid}/children")  # runuser forks the command
-        wait_for(lambda: self.runuser.poll() is None and children.read_text().strip() != "",
+        wait_for(lambda: self.runuser.poll() is None and children.read_text().strip() != "", timeout=120,
                  what="the daemon under runuser")
         self.pid = int(children.read_text().split()[0])
 
