@@ -61,8 +61,8 @@ def broker_side(host: Host, rabbit: Any) -> tuple[str, str]:
     """Done first, as install.md says: MailerQ's queues, and a RabbitMQ user that may only read them."""
     vhost, password = rabbit.new_vhost(), uuid.uuid4().hex
     publish(rabbit.vhost_url(vhost), [])  # declares results and retry, as MailerQ does
-    rabbit.ctl("add_user", host.user, password)
-    rabbit.ctl("set_permissions", "-p", vhost, host.user, "^$", "^$", "^(results|retry)$")
+    user = section(INSTALL, "The broker side").split("\n### A RabbitMQ user for logship\n", 1)[1]
+    host.on_broker(rabbit, blocks(user)[0], vhost, stdin=password + "\n")  # add_user asks for the password
     return vhost, password
 
 

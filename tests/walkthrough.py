@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from helpers import wait_for
 
@@ -92,6 +92,15 @@ class Host:
             assert not line.startswith(("systemctl", "journalctl")), f"no stand-in for {line!r}"
             ran.append(self.sh(line, cwd, stdin))
         return ran
+
+    def on_broker(self, rabbit: Any, block: str, vhost: str, stdin: str | None = None) -> None:
+        """Run a broker-side block whole (it sets VHOST) with bash, its rabbitmqctl aimed at the test node."""
+        script = self.rewrite(block).replace("VHOST=/\n", f"VHOST={vhost}\n", 1)
+        assert f"VHOST={vhost}\n" in script, "the block no longer sets VHOST"
+        prelude = f'rabbitmqctl() {{ command rabbitmqctl -q -n "{rabbit.name}" "$@"; }}\nset -euo pipefail\n'
+        done = subprocess.run(["bash", "-c", prelude + script], env=rabbit.env, input=stdin, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, f"{script}\n{done.stdout}{done.stderr}"
 
     def start(self, exec_start: str) -> None:
         """Run the unit's ExecStart= as its User=, with what its [Service] section gives it."""
