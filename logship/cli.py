@@ -9,7 +9,7 @@ from typing import IO, Iterable, Iterator
 
 from . import __version__
 from .config.load import Config, scoped, warnings
-from .config.broker import Queue
+from .config.queues import Queue
 from .settings import load
 from .errors import ConfigError, FormatError, LogshipError, OutputError, RenderError
 from .render.budget import BUDGET
@@ -22,6 +22,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1      # a runtime failure: broker, outputs
 EXIT_USAGE = 2        # argparse's own
 EXIT_DATAERR = 65     # `render`: the input is not a result message (sysexits EX_DATAERR)
+EXIT_UNAVAILABLE = 69  # `check --broker`: no node of the broker answered (sysexits EX_UNAVAILABLE)
 EXIT_CONFIG = 78      # the config or a format is invalid (sysexits EX_CONFIG); no restart helps
 
 
@@ -67,7 +68,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{config.file}: ok: {len(config.queues)} queues, {len(config.outputs)} outputs, "
           f"{len(config.routes)} routes, broker {config.broker.display_url}")
-    return EXIT_OK
+    return _check_broker(config) if args.broker else EXIT_OK
+
+
+def _check_broker(config: Config) -> int:
+    """`check --broker`: every node, and each queue as the broker has it; 69 when no node answers."""
+    from .broker.probe import check
+    outcome = check(config.file, config.broker, config.queues)
+    return {"ok": EXIT_OK, "unavailable": EXIT_UNAVAILABLE}.get(outcome, EXIT_CONFIG)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -134,7 +142,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.unit or args.logrotate:
         print(shipped.unit() if args.unit else shipped.shipped("systemd/logship.logrotate"), end="")
         return EXIT_OK
-    written = shipped.init(args.dir, force=args.force)
+    if args.from_mailerq:
+        written = shipped.init_from_mailerq(args.from_mailerq, args.dir, args.force, args.mailerq_version)
+    else:
+        written = shipped.init(args.dir, force=args.force)
+    for line in written.said:
+        print(line)
     for path in written.files:
         print(f"wrote {path}")
     config = written.files[0]
@@ -143,6 +156,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     for step in written.todo:
         print(f"to do: {step}")
     return EXIT_OK
+
+
+def _version(text: str) -> tuple[int, int]:
+    """--mailerq-version 5.15 as (5, 15)."""
+    from .shipped.from_mailerq import version
+    try:
+        return version(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _config_path(args: argparse.Namespace) -> str:
@@ -188,9 +210,13 @@ def parser() -> argparse.ArgumentParser:
             "acknowledge once they hold it. Stops cleanly on SIGTERM/SIGINT; SIGHUP reloads the config and formats and "
             "reopens files; SIGUSR1 (logrotate) only reopens files; edited formats and config are reloaded on "
             "their own.")
-    command("check", cmd_check, "validate the config and compile every format, offline",
-            "Validate the config file and compile every format; exit 0 when all is well, "
-            f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker.")
+    p_check = command("check", cmd_check, "validate the config and compile every format, offline",
+                      "Validate the config file and compile every format; exit 0 when all is well, "
+                      f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker, unless --broker.")
+    p_check.add_argument("--broker", action="store_true", help="also connect to every node and say, for each "
+                         "queue, whether it exists or will be declared, arguments that differ from the config "
+                         f"({EXIT_CONFIG}), its bindings' exchanges, depth and consumers; {EXIT_UNAVAILABLE} when "
+                         "no node answers. Changes nothing on the broker")
     r = command("render", cmd_render, "print the lines a message produces in one format",
                 "Render result messages (JSON files, or samples shipped with logship) through one format "
                 "and print the lines, one per attempt (--scope to choose). No broker, no outputs touched.")
@@ -225,6 +251,10 @@ def parser() -> argparse.ArgumentParser:
     p_init.add_argument("dir", nargs="?", default=os.path.dirname(DEFAULT_CONFIG), metavar="DIR",
                         help=f"the config folder (default {os.path.dirname(DEFAULT_CONFIG)})")
     p_init.add_argument("--force", action="store_true", help="overwrite existing files")
+    p_init.add_argument("--from-mailerq", metavar="FILE", help="MailerQ's config file (/etc/mailerq/config.txt): "
+                        "the config takes exactly what that MailerQ publishes, once (docs/mailerq.md)")
+    p_init.add_argument("--mailerq-version", metavar="X.Y", type=_version, help="with --from-mailerq: the MailerQ "
+                        "version, when its file leaves rabbitmq-exchange or the 5.15 layout to the defaults")
     printed = p_init.add_mutually_exclusive_group()
     printed.add_argument("--unit", action="store_true", help="print the systemd unit for this install and exit")
     printed.add_argument("--logrotate", action="store_true", help="print the logrotate snippet and exit")

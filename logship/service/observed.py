@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Protocol
 
 from ..broker.nodes import Nodes
-from ..config.broker import Queue
+from ..config.queues import Queue
 from ..config.load import Config
 from ..stats import Stats
 

@@ -68,7 +68,8 @@ def init(folder: str | os.PathLike[str], force: bool = False) -> Written:
 def init_from_mailerq(mailerq_file: str, folder: str | os.PathLike[str], force: bool = False,
                       version: tuple[int, int] | None = None) -> Written:
     """As `init`, with a [broker] and [[queues]] that take exactly what the MailerQ of `mailerq_file` publishes."""
-    from . import from_mailerq, mailerq
+    from ..config import mailerq
+    from . import from_mailerq
     folder = Path(folder).absolute()
     plan = mailerq.plan(mailerq.read(mailerq_file), version)
     password = folder / "broker.password"

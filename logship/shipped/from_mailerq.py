@@ -5,7 +5,7 @@ import json
 import re
 from pathlib import Path
 
-from .mailerq import MAX_LENGTH, MAX_LENGTH_BYTES, Plan, Tap
+from ..config.mailerq import MAX_LENGTH, MAX_LENGTH_BYTES, Plan, Tap
 
 
 def broker_toml(plan: Plan, mq_file: str, password: Path) -> str:
