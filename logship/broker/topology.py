@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import pika
@@ -100,6 +101,7 @@ class QueueWatch:
     def __init__(self) -> None:
         self.messages: dict[str, int] = {}  # ready messages per queue, at the last look
         self.at_cap: set[str] = set()
+        self.cap_reached: Counter[str] = Counter()  # times each queue was found at its cap (an episode each)
 
     def seen(self, queue: Queue, messages: int, consumers: int = 0) -> None:
         """Note a queue's depth (and, as we connect, its other consumers); warn once per episode at its cap."""
@@ -110,6 +112,7 @@ class QueueWatch:
         full = queue.max_length is not None and messages >= queue.max_length
         if full and queue.name not in self.at_cap:
             self.at_cap.add(queue.name)
+            self.cap_reached[queue.name] += 1
             log.warning("queue at its cap: the broker drops its oldest messages, whose records are lost",
                         extra={"queue": queue.name, "messages": messages, "max_length": queue.max_length})
         elif not full and queue.name in self.at_cap:
