@@ -17,6 +17,7 @@ from .render.formats import FormatSet, configure, utc_iso
 from .render.record import Source
 from . import shipped
 from .shipped import DEFAULT_CONFIG
+from .shipped.from_mailerq import version
 
 EXIT_OK = 0
 EXIT_FAILURE = 1      # a runtime failure: broker, outputs
@@ -68,13 +69,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{config.file}: ok: {len(config.queues)} queues, {len(config.outputs)} outputs, "
           f"{len(config.routes)} routes, broker {config.broker.display_url}")
-    return _check_broker(config) if args.broker else EXIT_OK
-
-
-def _check_broker(config: Config) -> int:
-    """`check --broker`: every node, and each queue as the broker has it; 69 when no node answers."""
+    if not args.broker:
+        return EXIT_OK
     from .broker.probe import check
-    outcome = check(config.file, config.broker, config.queues)
+    outcome = check(config.file, config.broker, config.queues)  # every node; each queue as the broker has it
     return {"ok": EXIT_OK, "unavailable": EXIT_UNAVAILABLE}.get(outcome, EXIT_CONFIG)
 
 
@@ -142,29 +140,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.unit or args.logrotate:
         print(shipped.unit() if args.unit else shipped.shipped("systemd/logship.logrotate"), end="")
         return EXIT_OK
-    if args.from_mailerq:
-        written = shipped.init_from_mailerq(args.from_mailerq, args.dir, args.force, args.mailerq_version)
-    else:
-        written = shipped.init(args.dir, force=args.force)
-    for line in written.said:
-        print(line)
-    for path in written.files:
-        print(f"wrote {path}")
-    config = written.files[0]
-    if str(config) != DEFAULT_CONFIG:
-        print(f"use it with --config {config} or LOGSHIP_CONFIG={config}")
-    for step in written.todo:
-        print(f"to do: {step}")
+    written = shipped.init_from_mailerq(args.from_mailerq, args.dir, args.force, args.mailerq_version) \
+        if args.from_mailerq else shipped.init(args.dir, force=args.force)
+    print("\n".join(written.lines()))
     return EXIT_OK
-
-
-def _version(text: str) -> tuple[int, int]:
-    """--mailerq-version 5.15 as (5, 15)."""
-    from .shipped.from_mailerq import version
-    try:
-        return version(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _config_path(args: argparse.Namespace) -> str:
@@ -213,10 +192,8 @@ def parser() -> argparse.ArgumentParser:
     p_check = command("check", cmd_check, "validate the config and compile every format, offline",
                       "Validate the config file and compile every format; exit 0 when all is well, "
                       f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker, unless --broker.")
-    p_check.add_argument("--broker", action="store_true", help="also connect to every node and say, for each "
-                         "queue, whether it exists or will be declared, arguments that differ from the config "
-                         f"({EXIT_CONFIG}), its bindings' exchanges, depth and consumers; {EXIT_UNAVAILABLE} when "
-                         "no node answers. Changes nothing on the broker")
+    p_check.add_argument("--broker", action="store_true", help="also connect to every node and say what each queue "
+                         f"holds (docs/mailerq.md); {EXIT_UNAVAILABLE} when no node answers; changes nothing")
     r = command("render", cmd_render, "print the lines a message produces in one format",
                 "Render result messages (JSON files, or samples shipped with logship) through one format "
                 "and print the lines, one per attempt (--scope to choose). No broker, no outputs touched.")
@@ -253,7 +230,7 @@ def parser() -> argparse.ArgumentParser:
     p_init.add_argument("--force", action="store_true", help="overwrite existing files")
     p_init.add_argument("--from-mailerq", metavar="FILE", help="MailerQ's config file (/etc/mailerq/config.txt): "
                         "the config takes exactly what that MailerQ publishes, once (docs/mailerq.md)")
-    p_init.add_argument("--mailerq-version", metavar="X.Y", type=_version, help="with --from-mailerq: the MailerQ "
+    p_init.add_argument("--mailerq-version", metavar="X.Y", type=version, help="with --from-mailerq: the MailerQ "
                         "version, when its file leaves rabbitmq-exchange or the 5.15 layout to the defaults")
     printed = p_init.add_mutually_exclusive_group()
     printed.add_argument("--unit", action="store_true", help="print the systemd unit for this install and exit")

@@ -10,7 +10,7 @@ from typing import Literal, Mapping
 from .broker import Broker, credentials
 from ..errors import ConfigError
 from .outputs import SEVERITY_NAMES, Output
-from .queues import RETRY_ROLES, Queue, Scope, scoped
+from .queues import RETRY_ROLES, Queue, Scope, refuse_live, scoped
 from .queues import warnings as queue_warnings
 from .schema import PATH, build
 
@@ -191,6 +191,7 @@ def check(config: Config, require_formats: bool = True) -> None:
     _unique(file, "outputs", [o.name for o in config.outputs])
     if not config.queues:
         raise ConfigError(file, "queues", "at least one [[queues]] entry is needed")
+    refuse_live(file, config.queues)  # consuming MailerQ's outbox or retries takes mail away from it
     outputs = {o.name for o in config.outputs}
     queues = {q.name for q in config.queues}
     formats = Path(config.formats.dir)

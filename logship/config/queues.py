@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from ..errors import ConfigError
+
 Scope = Literal["all", "latest", "message"]
 Role = Literal["results", "success", "failures", "retry", "retries", "other"]
 #: MailerQ's retry queue (up to 5.14) and a copy of its retries (5.15 and later) carry every
@@ -55,8 +57,6 @@ class Queue:
         for key in ("max_length", "max_length_bytes", "message_ttl"):
             if getattr(self, key) is not None and getattr(self, key) <= 0:
                 raise ValueError(f"{key}: must be more than 0")
-        if not self.bind:
-            _not_live(self)
 
     @property
     def final(self) -> bool:
@@ -86,8 +86,19 @@ class Queue:
         return arguments
 
 
+def refuse_live(file: str, queues: tuple[Queue, ...]) -> None:
+    """A ConfigError when a queue consumed directly (no bind) is one of MailerQ's queues of live e-mails."""
+    for i, queue in enumerate(queues):
+        if not queue.bind:
+            try:
+                _not_live(queue)
+            except ValueError as error:
+                key, _, problem = str(error).partition(": ")
+                raise ConfigError(file, f"queues[{i}].{key}", problem) from None
+
+
 def _not_live(queue: Queue) -> None:
-    """A ValueError when `queue` is one of MailerQ's queues of live e-mails, consumed directly."""
+    """A ValueError ("key: problem") when `queue` is one of MailerQ's queues of live e-mails."""
     if queue.role == "retries" or queue.name == "retries":
         raise ValueError(
             f"{'role' if queue.role == 'retries' and queue.name != 'retries' else 'name'}: {queue.name!r} holds "

@@ -53,6 +53,12 @@ class Written:
     todo: list[str]
     said: list[str] = field(default_factory=list)  # what it chose and why (init --from-mailerq)
 
+    def lines(self) -> list[str]:
+        """What `init` prints: what it chose, the files, how to use the config, what is left to do."""
+        config = self.files[0]
+        use = [] if str(config) == DEFAULT_CONFIG else [f"use it with --config {config} or LOGSHIP_CONFIG={config}"]
+        return [*self.said, *(f"wrote {path}" for path in self.files), *use, *(f"to do: {step}" for step in self.todo)]
+
 
 def init(folder: str | os.PathLike[str], force: bool = False) -> Written:
     """Write FOLDER/logship.toml (the production config) and FOLDER/formats/ with the shipped formats.
