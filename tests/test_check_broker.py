@@ -36,6 +36,7 @@ def test_a_copy_not_yet_declared_is_said_and_nothing_is_changed_on_the_broker(wo
     out = logship("check", "--broker", "--config", str(config(workdir, vhost_url, COPY)))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "queue logship.results: does not exist yet; logship declares it as it connects" in out.stdout
+    assert "node amqp://guest:***@127.0.0.1:" in out.stdout and ": reachable (RabbitMQ 3." in out.stdout
     assert "x-max-length 1000, x-overflow drop-head" in out.stdout
     assert "bound to exchange mailerq (it exists) with routing key 'results'" in out.stdout
     connection = pika.BlockingConnection(pika.URLParameters(vhost_url))
