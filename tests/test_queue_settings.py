@@ -57,3 +57,10 @@ def test_a_copy_named_after_the_key_it_binds_is_warned_about(workdir):
     out = logship("check", "--config", str(write(workdir, BOUND.replace("logship.results", "success")
                                                  + "max_length = 10\n")))
     assert "bound with its own name as routing key: that is the publisher's own queue" in out.stderr
+
+
+def test_a_queue_named_retries_said_to_be_a_5_14_retry_queue_is_consumed(workdir):
+    config = load(write(workdir, '[[queues]]\nname = "retries"\nrole = "retry"\n'), environ={})
+    assert config.queues[0].scope == "latest"
+    out = logship("check", "--config", str(write(workdir, '[[queues]]\nname = "retries"\n')))
+    assert out.returncode == 78 and "queues[0].name: 'retries' holds e-mails MailerQ will send again" in out.stderr

@@ -13,8 +13,9 @@ Role = Literal["results", "success", "failures", "retry", "retries", "other"]
 RETRY_ROLES = {"retry", "retries"}
 #: roles a queue's name gives it when the config names none
 NAMED_ROLES = ("results", "success", "failures", "retry", "retries")
-#: MailerQ's queues of live e-mails: consuming one takes mail away from MailerQ
-LIVE_QUEUES = ("outbox", "inbox", "retries")
+#: MailerQ's queues of e-mails to send: consuming one takes mail away from MailerQ (and so
+#: does its 5.15 `retries` queue, refused by its name or its role)
+LIVE_QUEUES = ("outbox", "inbox")
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,11 @@ class Queue:
             if getattr(self, key) and not self.declare:
                 raise ValueError(f"{key}: is an argument of the queue's declaration, so it needs declare = true "
                                  "or bind (a queue declared elsewhere is consumed as it was declared)")
-        for key in ("max_length", "max_length_bytes", "message_ttl"):
-            if getattr(self, key) is not None and getattr(self, key) <= 0:
-                raise ValueError(f"{key}: must be more than 0")
+        for key in ("max_length", "max_length_bytes"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"{key}: must be at least 1")
+        if self.message_ttl is not None and self.message_ttl < 0.001:  # RabbitMQ counts milliseconds
+            raise ValueError("message_ttl: must be at least 0.001 (seconds)")
 
     @property
     def final(self) -> bool:
@@ -99,7 +102,8 @@ def refuse_live(file: str, queues: tuple[Queue, ...]) -> None:
 
 def _not_live(queue: Queue) -> None:
     """A ValueError ("key: problem") when `queue` is one of MailerQ's queues of live e-mails."""
-    if queue.role == "retries" or queue.name == "retries":
+    # a queue named retries and said to be MailerQ 5.14's retry queue (role retry) is results only
+    if queue.role == "retries" or (queue.name == "retries" and queue.role != "retry"):
         raise ValueError(
             f"{'role' if queue.role == 'retries' and queue.name != 'retries' else 'name'}: {queue.name!r} holds "
             "e-mails MailerQ will send again (its rabbitmq-retries): consuming it takes them away from MailerQ. "
