@@ -64,7 +64,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if formats.errors:
         return EXIT_CONFIG
     for queue in config.queues:
-        print(f"queue {queue.name}: role {queue.role}, scope {queue.scope}")
+        print(f"queue {queue.name}: {queue.describe()}")
     for warning in warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{config.file}: ok: {len(config.queues)} queues, {len(config.outputs)} outputs, "

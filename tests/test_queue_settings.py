@@ -31,6 +31,8 @@ def test_check_warns_about_a_bound_queue_with_no_cap(workdir):
     assert "warning: queues[0] ('logship.results') is bound to an exchange with no max_length" in out.stderr
     capped = logship("check", "--config", str(write(workdir, BOUND + "max_length = 10\n")))
     assert "no max_length" not in capped.stderr
+    assert ("queue logship.results: role results, scope all, bound to exchange mailerq with success, failures, "
+            "capped at max_length 10") in capped.stdout
 
 
 def test_a_cap_on_a_queue_logship_does_not_declare_exits_78_naming_the_key(workdir):

@@ -71,6 +71,16 @@ class Queue:
         """Whether the queue is declared with a cap (length, bytes or age)."""
         return any(v is not None for v in (self.max_length, self.max_length_bytes, self.message_ttl))
 
+    def describe(self) -> str:
+        """The queue as `check` prints it: role, scope, bindings and caps."""
+        text = f"role {self.role}, scope {self.scope}"
+        for exchange in dict.fromkeys(b.exchange for b in self.bind):
+            keys = ", ".join(b.routing_key for b in self.bind if b.exchange == exchange)
+            text += f", bound to exchange {exchange} with {keys}"
+        caps = [f"{k} {getattr(self, k)}" for k in ("max_length", "max_length_bytes", "message_ttl")
+                if getattr(self, k) is not None]
+        return text + (", capped at " + ", ".join(caps) if caps else "")
+
     @property
     def arguments(self) -> dict[str, object]:
         """The x-arguments of the queue's declaration."""
