@@ -89,6 +89,9 @@ def plan(mq: MailerQConfig, version: tuple[int, int] | None = None) -> Plan:
     if not finals and not retry:
         raise ConfigError(mq.file, "rabbitmq-results", "MailerQ publishes no results with these settings: set "
                           + ("rabbitmq-success and rabbitmq-failure" if new else "rabbitmq-results"))
+    if not finals:
+        result.notes.append("MailerQ publishes no final results with these settings: the last attempt of each "
+                            "e-mail is never logged")
     result.taps = (_copies if exchange else _direct)(finals, retry, role, result.notes)
     if mq.get("rabbitmq-encoding").lower() == "gzip":
         result.notes.append("rabbitmq-encoding is gzip: logship reads the content-encoding of each message, "
