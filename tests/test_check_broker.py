@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pika
 
-from helpers import TRACE_OUTPUT, RunningDaemon, logship, queue_depth, wait_for
+from helpers import TRACE_OUTPUT, RunningDaemon, line_count, logship, queue_depth, wait_for
 from mailerq import OtherConsumer
 
 TRACE = '{{ record.attempt_number }}\n'
@@ -96,4 +96,39 @@ def test_the_daemon_waits_for_the_exchange_to_bind_to_and_binds_once_it_exists(w
         connection.close()
         wait_for(lambda: queue_depth(vhost_url, "logship.results") == 0 and "message quarantined" in
                  daemon.messages(), what="the copy delivered to logship")
+        assert daemon.stop() == 0
+
+
+def test_every_node_is_tried_and_one_that_answers_is_enough(workdir, vhost_url):
+    declare(vhost_url)
+    dead = "amqp://guest:guest@127.0.0.1:1/%2F"
+    path = config(workdir, vhost_url, COPY)
+    path.write_text(path.read_text().replace(f'url = "{vhost_url}"', f'url = ["{dead}", "{vhost_url}"]'))
+    out = logship("check", "--broker", "--config", str(path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "node amqp://guest:***@127.0.0.1:1/%2F: unreachable" in out.stdout
+    assert out.stdout.count(": reachable (RabbitMQ") == 1
+
+
+def test_a_node_that_refuses_logships_user_exits_78(workdir, vhost_url):
+    wrong = vhost_url.replace("guest:guest@", "guest:wrong@")
+    out = logship("check", "--broker", "--config", str(config(workdir, wrong, COPY)))
+    assert out.returncode == 78, out.stdout + out.stderr
+    assert "refused logship's user" in out.stdout and "wrong" not in out.stdout + out.stderr
+
+
+def test_a_deleted_copy_is_declared_and_bound_again_at_the_reconnect(workdir, vhost_url):
+    declare(vhost_url)
+    path = config(workdir, vhost_url, COPY)
+    output = workdir / "log" / "all.jsonl"
+    body = (b'{"recipient": "a@example.org", "results": '
+            b'[{"state": "message", "result": "accepted", "time": "2026-12-02 12:00:00"}]}')
+    with RunningDaemon(path) as daemon:
+        wait_for(lambda: "consuming" in daemon.messages(), what="consuming")
+        connection = pika.BlockingConnection(pika.URLParameters(vhost_url))
+        connection.channel().queue_delete("logship.results")
+        wait_for(lambda: daemon.messages().count("consuming") == 2, what="consuming again")
+        connection.channel().basic_publish("mailerq", "results", body)
+        connection.close()
+        wait_for(lambda: line_count(output) == 1, what="the record from the copy declared again")
         assert daemon.stop() == 0

@@ -1,4 +1,4 @@
-"""MailerQ as it is deployed, per version and exchange setting: set up with `init --from-mailerq`, run, publish as MailerQ."""
+"""MailerQ as deployed, per version and exchange setting: set up with `init --from-mailerq`, run, publish as MailerQ."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,7 @@ CAP = 400  # small enough to pass in a test, larger than any queue's backlog whi
 
 
 def initialised(rabbit, mq: MailerQ, folder: Path) -> tuple[Path, str]:
-    """`init --from-mailerq` on MailerQ's file, logship's user made with the lines it printed; the config and its output."""
+    """`init --from-mailerq` on MailerQ's file, logship's user made as it says; the config and what it printed."""
     out = logship("init", "--from-mailerq", str(mq.config_file(folder / "mailerq.txt")), str(folder / "etc"))
     assert out.returncode == 0, out.stderr
     try:
@@ -35,7 +35,8 @@ def initialised(rabbit, mq: MailerQ, folder: Path) -> tuple[Path, str]:
     head = (etc / "logship.toml").read_text().split("[formats]")[0]
     head = head.replace("# password_file", "password_file").replace("  # once the file exists", "")
     config = etc / "logship.toml"
-    config.write_text(head.replace(f"max_length = {1_000_000}", f"max_length = {CAP}") + f'[formats]\ndir = "{etc}/formats"\n'
+    head = head.replace(f"max_length = {1_000_000}", f"max_length = {CAP}")
+    config.write_text(head + f'[formats]\ndir = "{etc}/formats"\n'
                       + TRACE_OUTPUT.replace("log/all.jsonl", str(folder / "log" / "all.jsonl"))
                       + '\n[metrics]\nlisten = "127.0.0.1:0"\n')
     return config, out.stdout
@@ -68,7 +69,8 @@ def test_every_attempt_is_written_once_and_the_other_consumers_get_every_message
             mq.publish(events)
             pumping(list(others.values()), lambda: line_count(output) >= len(expected), f"{len(expected)} records")
             assert daemon.stop() == 0
-        written = sorted((r["recipient"], r["attempt"], r["time"]) for r in map(json.loads, output.read_text().splitlines()))
+        records = map(json.loads, output.read_text().splitlines())
+        written = sorted((r["recipient"], r["attempt"], r["time"]) for r in records)
         assert written == expected
         for queue, other in others.items():
             pumping([other], lambda: other.received == mq.published[queue], f"every message on {queue}")

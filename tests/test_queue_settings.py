@@ -5,7 +5,8 @@ from helpers import TRACE_OUTPUT, logship
 from logship.config.load import load
 
 BOUND = ('[[queues]]\nname = "logship.results"\nrole = "results"\n'
-         'bind = [{ exchange = "mailerq", routing_key = "success" }, { exchange = "mailerq", routing_key = "failures" }]\n')
+         'bind = [{ exchange = "mailerq", routing_key = "success" },\n'
+         '        { exchange = "mailerq", routing_key = "failures" }]\n')
 
 
 def write(workdir, queues: str):

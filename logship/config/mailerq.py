@@ -1,4 +1,4 @@
-"""MailerQ's own config file, read for `logship init --from-mailerq`: what it publishes, where, and how to tap it once."""
+"""MailerQ's own config file, read for `logship init --from-mailerq`: what it publishes, and how to tap it once."""
 from __future__ import annotations
 
 import os

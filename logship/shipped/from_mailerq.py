@@ -66,7 +66,8 @@ def permissions(plan: Plan) -> list[str]:
         configure = write = "^$"
         read = f"^({consumed})$"
     return ["rabbitmqctl add_user logship            # asks for logship's own password",
-            f"rabbitmqctl set_permissions -p {_shell(vhost)} logship {_shell(configure)} {_shell(write)} {_shell(read)}"]
+            f"rabbitmqctl set_permissions -p {_shell(vhost)} logship "
+            f"{_shell(configure)} {_shell(write)} {_shell(read)}"]
 
 
 def report(plan: Plan, mq_file: str) -> list[str]:
