@@ -48,12 +48,12 @@ class DaemonCollector:
         at_cap = GaugeMetricFamily("logship_queue_at_cap", "1 while a capped queue's sampled depth is at its "
                                    "max_length: the broker is dropping its oldest messages, whose records are "
                                    "lost (logship was away or behind for too long), else 0", labels=["queue"])
-        reached = CounterMetricFamily("logship_queue_cap_reached", "Times a capped queue was found at its "
-                                      "max_length (at a connect or a sample): records were dropped", labels=["queue"])
-        for queue in consumer.queues:
+        reached = CounterMetricFamily("logship_queue_cap_reached", "Times a queue was found at its max_length "
+                                      "(at a connect or a sample): records were dropped", labels=["queue"])
+        for queue in consumer.queues:  # the counter for every queue (0 uncapped), so that the family is always there
+            reached.add_metric([queue.name], consumer.watch.cap_reached[queue.name])
             if queue.max_length is not None:
                 at_cap.add_metric([queue.name], 1 if queue.name in consumer.watch.at_cap else 0)
-                reached.add_metric([queue.name], consumer.watch.cap_reached[queue.name])
         deliveries, depths = dict(consumer.deliveries), dict(consumer.queue_messages)
         for queue in [q.name for q in consumer.queues]:
             received.add_metric([queue], deliveries.get((queue, "received"), 0))
