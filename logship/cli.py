@@ -16,8 +16,7 @@ from .render.budget import BUDGET
 from .render.formats import FormatSet, configure, utc_iso
 from .render.record import Source
 from . import shipped
-from .shipped import DEFAULT_CONFIG
-from .shipped.from_mailerq import version
+from .shipped import DEFAULT_CONFIG, from_mailerq
 
 EXIT_OK = 0
 EXIT_FAILURE = 1      # a runtime failure: broker, outputs
@@ -69,10 +68,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{config.file}: ok: {len(config.queues)} queues, {len(config.outputs)} outputs, "
           f"{len(config.routes)} routes, broker {config.broker.display_url}")
-    if not args.broker:
-        return EXIT_OK
-    from .broker.probe import check
-    outcome = check(config.file, config.broker, config.queues)  # every node; each queue as the broker has it
+    from .broker.probe import check  # --broker: every node, and each queue as the broker has it
+    outcome = check(config.file, config.broker, config.queues) if args.broker else "ok"
     return {"ok": EXIT_OK, "unavailable": EXIT_UNAVAILABLE}.get(outcome, EXIT_CONFIG)
 
 
@@ -189,11 +186,10 @@ def parser() -> argparse.ArgumentParser:
             "acknowledge once they hold it. Stops cleanly on SIGTERM/SIGINT; SIGHUP reloads the config and formats and "
             "reopens files; SIGUSR1 (logrotate) only reopens files; edited formats and config are reloaded on "
             "their own.")
-    p_check = command("check", cmd_check, "validate the config and compile every format, offline",
-                      "Validate the config file and compile every format; exit 0 when all is well, "
-                      f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker, unless --broker.")
-    p_check.add_argument("--broker", action="store_true", help="also connect to every node and say what each queue "
-                         f"holds (docs/mailerq.md); {EXIT_UNAVAILABLE} when no node answers; changes nothing")
+    command("check", cmd_check, "validate the config and compile every format, offline",
+            "Validate the config file and compile every format; exit 0 when all is well, "
+            f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker, unless --broker.").add_argument(
+        "--broker", action="store_true", help=f"also say what each node and queue holds; {EXIT_UNAVAILABLE}: no node")
     r = command("render", cmd_render, "print the lines a message produces in one format",
                 "Render result messages (JSON files, or samples shipped with logship) through one format "
                 "and print the lines, one per attempt (--scope to choose). No broker, no outputs touched.")
@@ -228,10 +224,8 @@ def parser() -> argparse.ArgumentParser:
     p_init.add_argument("dir", nargs="?", default=os.path.dirname(DEFAULT_CONFIG), metavar="DIR",
                         help=f"the config folder (default {os.path.dirname(DEFAULT_CONFIG)})")
     p_init.add_argument("--force", action="store_true", help="overwrite existing files")
-    p_init.add_argument("--from-mailerq", metavar="FILE", help="MailerQ's config file (/etc/mailerq/config.txt): "
-                        "the config takes exactly what that MailerQ publishes, once (docs/mailerq.md)")
-    p_init.add_argument("--mailerq-version", metavar="X.Y", type=version, help="with --from-mailerq: the MailerQ "
-                        "version, when its file leaves rabbitmq-exchange or the 5.15 layout to the defaults")
+    p_init.add_argument("--from-mailerq", metavar="FILE", help="MailerQ's config file: take what it publishes, once")
+    p_init.add_argument("--mailerq-version", metavar="X.Y", type=from_mailerq.version, help="its version, if unsure")
     printed = p_init.add_mutually_exclusive_group()
     printed.add_argument("--unit", action="store_true", help="print the systemd unit for this install and exit")
     printed.add_argument("--logrotate", action="store_true", help="print the logrotate snippet and exit")
