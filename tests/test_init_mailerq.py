@@ -15,6 +15,8 @@ def init(tmp_path: Path, text: str, *extra: str):
     """Run `init --from-mailerq` on a MailerQ config file holding `text`; the run and the TOML it wrote."""
     (tmp_path / "config.txt").write_text(text)
     out = logship("init", "--from-mailerq", str(tmp_path / "config.txt"), str(tmp_path / "etc"), *extra)
+    if out.returncode == 0:  # step 4 of install.md: the password file `check` asks for
+        (tmp_path / "etc" / "broker.password").write_text("logship-pw\n")
     written = tomllib.loads((tmp_path / "etc" / "logship.toml").read_text()) if out.returncode == 0 else {}
     return out, written
 
@@ -95,3 +97,11 @@ def test_a_mailerq_file_logship_cannot_use_exits_78_naming_the_file_and_the_key(
     assert out.returncode == 78, out.stdout + out.stderr
     assert f"{tmp_path / 'config.txt'}: {key}: " in out.stderr
     assert not (tmp_path / "etc" / "logship.toml").exists()
+
+
+def test_the_password_file_is_named_until_it_exists_and_mailerqs_password_is_never_used(tmp_path):
+    (tmp_path / "config.txt").write_text(f"rabbitmq-address: amqp://mailerq:{PASSWORD}@mq/\nrabbitmq-results: results\n")
+    out = logship("init", "--from-mailerq", str(tmp_path / "config.txt"), str(tmp_path / "etc"))
+    assert out.returncode == 0 and f"to do: put logship's password in {tmp_path / 'etc' / 'broker.password'}" in out.stdout
+    check = logship("check", "--config", str(tmp_path / "etc" / "logship.toml"))
+    assert check.returncode == 78 and "broker.password_file" in check.stderr and PASSWORD not in check.stderr

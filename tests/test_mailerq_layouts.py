@@ -33,7 +33,6 @@ def initialised(rabbit, mq: MailerQ, folder: Path) -> tuple[Path, str]:
     (etc / "broker.password").write_text(LOGSHIP_PASSWORD + "\n")
     (etc / "formats" / "trace.j2").write_text(TRACE)
     head = (etc / "logship.toml").read_text().split("[formats]")[0]
-    head = head.replace("# password_file", "password_file").replace("  # once the file exists", "")
     config = etc / "logship.toml"
     head = head.replace(f"max_length = {1_000_000}", f"max_length = {CAP}")
     config.write_text(head + f'[formats]\ndir = "{etc}/formats"\n'

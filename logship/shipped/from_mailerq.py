@@ -47,10 +47,8 @@ def config_text(base: str, plan: Plan, mq_file: str, password: Path) -> str:
     """The shipped config `base` with its [broker] table and [[queues]] replaced by the plan's."""
     head, found, rest = base.partition("[broker]")
     tail = rest[rest.index("[formats]"):] if found else base
-    text = head + broker_toml(plan, mq_file, password) + "\n" + queues_toml(plan) + "\n" + tail
-    if not password.exists():  # the config must pass `check` as written (as plain `init`'s does)
-        text = re.sub(r"^password_file = .*$", lambda m: f"# {m[0]}  # once the file exists", text, flags=re.M)
-    return text
+    # password_file stays set, as plain `init` leaves it: `check` names the file until it is there
+    return head + broker_toml(plan, mq_file, password) + "\n" + queues_toml(plan) + "\n" + tail
 
 
 def permissions(plan: Plan) -> list[str]:
@@ -86,8 +84,7 @@ def todo(plan: Plan, config: Path, password: Path) -> list[str]:
     """What is left to do before `logship run`."""
     steps = ["create logship's RabbitMQ user with the rabbitmqctl lines above (on one node of the cluster)"]
     if not password.exists():
-        steps.append(f"put logship's password in {password} (one line, mode 0640, group logship) "
-                     "and uncomment broker.password_file")
+        steps.append(f"put logship's password in {password} (one line, mode 0640, group logship)")
     steps.append(f"logship check --broker --config {config}: connects and says what each queue holds")
     if any(tap.keys for tap in plan.taps):
         steps.append("size the caps (max_length, max_length_bytes) from your result rate and the longest "
