@@ -9,19 +9,20 @@ from typing import IO, Iterable, Iterator
 
 from . import __version__
 from .config.load import Config, scoped, warnings
-from .config.broker import Queue
+from .config.queues import Queue
 from .settings import load
 from .errors import ConfigError, FormatError, LogshipError, OutputError, RenderError
 from .render.budget import BUDGET
 from .render.formats import FormatSet, configure, utc_iso
 from .render.record import Source
 from . import shipped
-from .shipped import DEFAULT_CONFIG
+from .shipped import DEFAULT_CONFIG, from_mailerq
 
 EXIT_OK = 0
 EXIT_FAILURE = 1      # a runtime failure: broker, outputs
 EXIT_USAGE = 2        # argparse's own
 EXIT_DATAERR = 65     # `render`: the input is not a result message (sysexits EX_DATAERR)
+EXIT_UNAVAILABLE = 69  # `check --broker`: no node of the broker answered (sysexits EX_UNAVAILABLE)
 EXIT_CONFIG = 78      # the config or a format is invalid (sysexits EX_CONFIG); no restart helps
 
 
@@ -62,12 +63,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     if formats.errors:
         return EXIT_CONFIG
     for queue in config.queues:
-        print(f"queue {queue.name}: role {queue.role}, scope {queue.scope}")
+        print(f"queue {queue.name}: {queue.describe()}")
     for warning in warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{config.file}: ok: {len(config.queues)} queues, {len(config.outputs)} outputs, "
           f"{len(config.routes)} routes, broker {config.broker.display_url}")
-    return EXIT_OK
+    from .broker.probe import check  # --broker: every node, and each queue as the broker has it
+    outcome = check(config.file, config.broker, config.queues) if args.broker else "ok"
+    return {"ok": EXIT_OK, "unavailable": EXIT_UNAVAILABLE}.get(outcome, EXIT_CONFIG)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -134,14 +137,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.unit or args.logrotate:
         print(shipped.unit() if args.unit else shipped.shipped("systemd/logship.logrotate"), end="")
         return EXIT_OK
-    written = shipped.init(args.dir, force=args.force)
-    for path in written.files:
-        print(f"wrote {path}")
-    config = written.files[0]
-    if str(config) != DEFAULT_CONFIG:
-        print(f"use it with --config {config} or LOGSHIP_CONFIG={config}")
-    for step in written.todo:
-        print(f"to do: {step}")
+    written = shipped.init_from_mailerq(args.from_mailerq, args.dir, args.force, args.mailerq_version) \
+        if args.from_mailerq else shipped.init(args.dir, force=args.force)
+    print("\n".join(written.lines()))
     return EXIT_OK
 
 
@@ -190,7 +188,8 @@ def parser() -> argparse.ArgumentParser:
             "their own.")
     command("check", cmd_check, "validate the config and compile every format, offline",
             "Validate the config file and compile every format; exit 0 when all is well, "
-            f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker.")
+            f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker, unless --broker.").add_argument(
+        "--broker", action="store_true", help=f"also say what each node and queue holds; {EXIT_UNAVAILABLE}: no node")
     r = command("render", cmd_render, "print the lines a message produces in one format",
                 "Render result messages (JSON files, or samples shipped with logship) through one format "
                 "and print the lines, one per attempt (--scope to choose). No broker, no outputs touched.")
@@ -225,6 +224,8 @@ def parser() -> argparse.ArgumentParser:
     p_init.add_argument("dir", nargs="?", default=os.path.dirname(DEFAULT_CONFIG), metavar="DIR",
                         help=f"the config folder (default {os.path.dirname(DEFAULT_CONFIG)})")
     p_init.add_argument("--force", action="store_true", help="overwrite existing files")
+    p_init.add_argument("--from-mailerq", metavar="FILE", help="MailerQ's config file: take what it publishes, once")
+    p_init.add_argument("--mailerq-version", metavar="X.Y", type=from_mailerq.version, help="its version, if unsure")
     printed = p_init.add_mutually_exclusive_group()
     printed.add_argument("--unit", action="store_true", help="print the systemd unit for this install and exit")
     printed.add_argument("--logrotate", action="store_true", help="print the logrotate snippet and exit")

@@ -12,7 +12,7 @@ from typing import IO, Any, Iterable, Iterator
 import orjson
 
 from .config.load import Config, Route, scoped
-from .config.broker import Queue
+from .config.queues import Queue
 from .errors import RecordRefused
 from .render.formats import FormatSet
 from .stats import Stats

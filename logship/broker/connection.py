@@ -1,25 +1,21 @@
-"""pika's side of one node: connection parameters, queue declarations, and broker errors said plainly."""
+"""pika's side of one node: connection parameters, and broker errors said plainly (declarations: topology.py)."""
 from __future__ import annotations
 
 import logging
-import re
 import ssl
 from types import TracebackType
 
 import pika
 import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel
 
 from ..errors import ConfigError
 from . import tls
-from ..config.broker import Broker, Queue, mask
+from ..config.broker import Broker, mask
 
 log = logging.getLogger("logship")
 
 # The settings a connection is made with; a reload that changes one of them reconnects.
 CONNECTION_KEYS = ("url", "prefetch", "heartbeat", "tls_ca", "tls_cert", "tls_key", "tls_verify", "tls_server_name")
-# What the broker says when a declaration differs from the queue: our key for each argument
-ARGUMENT_KEYS = {"x-queue-type": "type", "x-single-active-consumer": "single_active", "durable": "declare"}
 
 
 def parameters(broker: Broker, url: str) -> pika.URLParameters:
@@ -46,32 +42,6 @@ def check_urls(broker: Broker, file: str, source: str = "broker.url") -> None:
 def settings(broker: Broker) -> tuple[object, ...]:
     """The settings a connection is made with (batches and the backoff are not among them)."""
     return tuple(getattr(broker, key) for key in CONNECTION_KEYS)
-
-
-def declare(channel: BlockingChannel, queue: Queue, key: str, node: str) -> None:
-    """Declare `queue` (the config's `key`) as configured; one that exists with other arguments is a ConfigError.
-
-    PRECONDITION_FAILED is the same answer on every node and every retry until someone changes
-    the config or the queue, and the daemon consumes nothing meanwhile: so exit 78, not a retry loop.
-    """
-    try:
-        channel.queue_declare(queue.name, durable=True, arguments=queue.arguments)
-    except pika.exceptions.ChannelClosedByBroker as error:
-        if error.reply_code != 406:  # PRECONDITION_FAILED
-            raise
-        problem = _mismatch(queue.name, error.reply_text)
-        log.error("queue declaration refused", extra={"queue": queue.name, "error": problem})
-        argument = re.search(r"inequivalent arg '([^']+)'", error.reply_text)
-        raise ConfigError(node, f"{key}.{ARGUMENT_KEYS.get(argument[1], 'declare') if argument else 'declare'}",
-                          problem) from None
-
-
-def _mismatch(name: str, reply: str) -> str:
-    """The broker's PRECONDITION_FAILED text as a sentence about the queue."""
-    detail = reply.removeprefix("PRECONDITION_FAILED - ")
-    return (f"queue {name!r} already exists with other arguments than the config declares ({detail}); "
-            "RabbitMQ keeps the first declaration: change the config to match, or delete the queue "
-            "(docs/cluster.md, \"Declaring queues\")")
 
 
 def delivery_count(headers: dict[str, object]) -> int | None:

@@ -8,12 +8,13 @@ from typing import Callable, Iterable
 import pika
 import pika.exceptions
 
-from . import frames
-from .connection import declare, delivery_count, parameters, raised_by_pika, settings
+from . import frames, topology
+from .connection import delivery_count, parameters, raised_by_pika, settings
 from .connection import describe as _describe
 from .batches import Batches
 from .nodes import Nodes
-from ..config.broker import Broker, Queue
+from ..config.broker import Broker
+from ..config.queues import Queue
 from ..pipeline import Delivery, Pipeline
 from ..render.record import Source
 
@@ -45,7 +46,8 @@ class Consumer(Batches):
         self.connection: pika.BlockingConnection | None = None
         self.nodes = Nodes(broker.urls, broker.reconnect_max)
         self._start_batches()
-        self.queue_messages: dict[str, int] = {}  # ready messages per queue, at the last sample
+        self.watch = topology.QueueWatch()  # depths, capped queues found full, shared queues
+        self.queue_messages = self.watch.messages  # ready messages per queue, at the last sample
         self._sample_channel: pika.adapters.blocking_connection.BlockingChannel | None = None
         self._sample_at = 0.0
         self.last_error: tuple[float, str] | None = None  # (time, text), for STATUS= and metrics
@@ -122,9 +124,9 @@ class Consumer(Batches):
         channel.add_on_cancel_callback(self._on_cancel)
         self._pending.clear()
         self._sample_at, self._sample_channel = 0.0, None  # sampled at the new connection's first turn
-        for queue in self.queues:
-            if queue.declare:  # a queue that exists with other arguments: ConfigError
-                declare(channel, queue, f"queues[{self.queues.index(queue)}]", self.nodes.display())
+        for i, queue in enumerate(self.queues):  # a queue that exists with other arguments: ConfigError
+            state = topology.prepare(channel, queue, f"queues[{i}]", self.nodes.display())
+            self.watch.seen(queue, state.messages, state.consumers)
             channel.basic_consume(queue.name, self._callback(channel, queue))
         failover = self.nodes.connected()
         log.info("consuming", extra={"broker": self.nodes.display(), "nodes": len(self.nodes.urls),
@@ -181,7 +183,7 @@ class Consumer(Batches):
                 self._sample_channel = connection.channel()
             for queue in self.queues:
                 declared = self._sample_channel.queue_declare(queue.name, passive=True)
-                self.queue_messages[queue.name] = declared.method.message_count
+                self.watch.seen(queue, declared.method.message_count)
         except Exception as error:  # a lost connection shows in the loop's next turn, not here
             self._sample_channel = None
             self.queue_messages.clear()  # unknown rather than stale

@@ -1,4 +1,4 @@
-"""The broker's settings: its nodes' URLs, credentials and TLS, and the queues to consume."""
+"""The broker's settings: its nodes' URLs, credentials and TLS (the queues are in queues.py)."""
 from __future__ import annotations
 
 import re
@@ -6,15 +6,10 @@ import ssl
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Mapping
 
 from ..errors import ConfigError
 from .schema import PATH
-
-Scope = Literal["all", "latest", "message"]
-#: MailerQ's retry queue carries every attempt so far: only the newest one is new
-RETRY_ROLES = {"retry"}
-
 
 @dataclass(frozen=True)
 class Broker:
@@ -90,39 +85,6 @@ def _check_url(url: str, key: str) -> None:
     if "ssl_options" in urllib.parse.parse_qs(parts.query):
         raise ValueError(f"{key}: ssl_options in the URL is not supported: use broker.tls_ca, tls_cert, "
                          "tls_key and tls_server_name")
-
-
-@dataclass(frozen=True)
-class Queue:
-    """One queue to consume, which of its attempts are new, and how to declare it (docs/cluster.md)."""
-
-    name: str
-    role: Literal["results", "success", "failures", "retry", "other"] | None = None
-    scope: Scope | None = None
-    declare: bool = False  # declare the queue (durable) if it does not exist
-    type: Literal["classic", "quorum"] | None = None  # with declare: the queue type (classic if unset)
-    single_active: bool = False  # with declare: RabbitMQ's single active consumer (active/standby)
-
-    def __post_init__(self) -> None:
-        role = self.role or (self.name if self.name in ("results", "success", "failures", "retry") else "other")
-        object.__setattr__(self, "role", role)
-        for key in ("type", "single_active"):
-            if getattr(self, key) and not self.declare:
-                raise ValueError(f"{key}: is an argument of the queue's declaration, so it needs declare = true "
-                                 "(a queue declared elsewhere is consumed whatever its type)")
-
-    @property
-    def final(self) -> bool:
-        """Whether messages on this queue carry a final result."""
-        return self.role not in RETRY_ROLES
-
-    @property
-    def arguments(self) -> dict[str, object]:
-        """The x-arguments of the queue's declaration."""
-        arguments: dict[str, object] = {"x-queue-type": self.type or "classic"}
-        if self.single_active:
-            arguments["x-single-active-consumer"] = True
-        return arguments
 
 
 def credentials(broker: Broker, file: str, environ: Mapping[str, str]) -> Broker:

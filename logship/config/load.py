@@ -7,12 +7,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Mapping
 
-from .broker import RETRY_ROLES, Broker, Queue, Scope, credentials
+from .broker import Broker, credentials
 from ..errors import ConfigError
 from .outputs import SEVERITY_NAMES, Output
+from .queues import RETRY_ROLES, Queue, Scope, refuse_live, scoped
+from .queues import warnings as queue_warnings
 from .schema import PATH, build
 
-__all__ = ["RETRY_ROLES", "Broker", "Queue", "Scope"]  # the broker's settings, at home in broker/
+__all__ = ["RETRY_ROLES", "Broker", "Queue", "Scope", "scoped"]  # the broker's and queues' tables, at home beside
 
 
 @dataclass(frozen=True)
@@ -170,26 +172,9 @@ def read(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
                    queues=scoped(config.queues))
 
 
-def scoped(queues: tuple[Queue, ...]) -> tuple[Queue, ...]:
-    """Fill in each queue's default scope from its role and its neighbours.
-
-    A retry queue's message holds every attempt so far: only the newest is new (`latest`).
-    A final queue's message holds them all: every one is new (`all`), unless a retry queue
-    is consumed too, which has already written every attempt but the last (`latest`).
-    """
-    with_retry = any(q.role in RETRY_ROLES for q in queues)
-    def default(q: Queue) -> Scope:
-        return "latest" if q.role in RETRY_ROLES or (with_retry and q.role != "other") else "all"
-    return tuple(q if q.scope else replace(q, scope=default(q)) for q in queues)
-
-
 def warnings(config: Config) -> list[str]:
     """Legal but probably unintended settings, for `check` and the daemon's log."""
-    roles = {q.role for q in config.queues}
-    found = []
-    if "results" in roles and roles & {"success", "failures"}:
-        found.append("results and success/failures both consumed: every final result is written twice "
-                     "unless routes select queues")
+    found = queue_warnings(config.queues)
     broker = config.broker
     if broker.batch_size > broker.prefetch:  # type: ignore[operator]
         found.append(f"broker.batch_size ({broker.batch_size}) is larger than broker.prefetch ({broker.prefetch}): "
@@ -206,6 +191,7 @@ def check(config: Config, require_formats: bool = True) -> None:
     _unique(file, "outputs", [o.name for o in config.outputs])
     if not config.queues:
         raise ConfigError(file, "queues", "at least one [[queues]] entry is needed")
+    refuse_live(file, config.queues)  # consuming MailerQ's outbox or retries takes mail away from it
     outputs = {o.name for o in config.outputs}
     queues = {q.name for q in config.queues}
     formats = Path(config.formats.dir)

@@ -45,6 +45,15 @@ class DaemonCollector:
         ready = GaugeMetricFamily("logship_queue_messages", "Messages ready in each consumed queue (not yet "
                                   "delivered to any consumer), sampled every few seconds: how far behind "
                                   "logship is", labels=["queue"])
+        at_cap = GaugeMetricFamily("logship_queue_at_cap", "1 while a capped queue's sampled depth is at its "
+                                   "max_length: the broker is dropping its oldest messages, whose records are "
+                                   "lost (logship was away or behind for too long), else 0", labels=["queue"])
+        reached = CounterMetricFamily("logship_queue_cap_reached", "Times a queue was found at its max_length "
+                                      "(at a connect or a sample): records were dropped", labels=["queue"])
+        for queue in consumer.queues:  # the counter for every queue (0 uncapped), so that the family is always there
+            reached.add_metric([queue.name], consumer.watch.cap_reached[queue.name])
+            if queue.max_length is not None:
+                at_cap.add_metric([queue.name], 1 if queue.name in consumer.watch.at_cap else 0)
         deliveries, depths = dict(consumer.deliveries), dict(consumer.queue_messages)
         for queue in [q.name for q in consumer.queues]:
             received.add_metric([queue], deliveries.get((queue, "received"), 0))
@@ -54,7 +63,7 @@ class DaemonCollector:
             settled.add_metric([queue, "rejected"], 0)
             if queue in depths and consumer.consuming:  # unknown while disconnected: no stale figure
                 ready.add_metric([queue], depths[queue])
-        yield from (received, settled, ready)
+        yield from (received, settled, ready, at_cap, reached)
 
     def _records(self) -> Iterator[Metric]:
         """Records written, render errors and failed routes."""

@@ -9,7 +9,8 @@ from collections import Counter
 from typing import Protocol
 
 from ..broker.nodes import Nodes
-from ..config.broker import Queue
+from ..broker.topology import QueueWatch
+from ..config.queues import Queue
 from ..config.load import Config
 from ..stats import Stats
 
@@ -22,6 +23,7 @@ class ConsumerState(Protocol):
     consuming: bool
     deliveries: Counter[tuple[str, str]]   # (queue, received|acked|rejected)
     queue_messages: dict[str, int]
+    watch: QueueWatch                      # capped queues at their cap, and how often they were
     reconnects: int
     rejected: int
     last_ack_time: float

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -51,6 +51,13 @@ class Written:
 
     files: list[Path]
     todo: list[str]
+    said: list[str] = field(default_factory=list)  # what it chose and why (init --from-mailerq)
+
+    def lines(self) -> list[str]:
+        """What `init` prints: what it chose, the files, how to use the config, what is left to do."""
+        config = self.files[0]
+        use = [] if str(config) == DEFAULT_CONFIG else [f"use it with --config {config} or LOGSHIP_CONFIG={config}"]
+        return [*self.said, *(f"wrote {path}" for path in self.files), *use, *(f"to do: {step}" for step in self.todo)]
 
 
 def init(folder: str | os.PathLike[str], force: bool = False) -> Written:
@@ -61,6 +68,27 @@ def init(folder: str | os.PathLike[str], force: bool = False) -> Written:
     """
     folder = Path(folder).absolute()
     config_text, todo = _config_for(folder)
+    return Written(_write(folder, config_text, force), todo)
+
+
+def init_from_mailerq(mailerq_file: str, folder: str | os.PathLike[str], force: bool = False,
+                      version: tuple[int, int] | None = None) -> Written:
+    """As `init`, with a [broker] and [[queues]] that take exactly what the MailerQ of `mailerq_file` publishes."""
+    from ..config import mailerq
+    from . import from_mailerq
+    folder = Path(folder).absolute()
+    plan = mailerq.plan(mailerq.read(mailerq_file), version)
+    password = folder / "broker.password"
+    base = shipped("systemd/logship.toml").replace(DEFAULT_DIR, str(folder))
+    text = from_mailerq.config_text(base, plan, mailerq_file, password)
+    files = _write(folder, text, force)
+    said = [*from_mailerq.report(plan, mailerq_file), "logship's RabbitMQ user, as root on a node:",
+            *(f"  {line}" for line in from_mailerq.permissions(plan))]
+    return Written(files, from_mailerq.todo(plan, files[0], password), said)
+
+
+def _write(folder: Path, config_text: str, force: bool) -> list[Path]:
+    """Write the config and the shipped formats into `folder`; none of it over existing files unless `force`."""
     files = {folder / "logship.toml": config_text}
     files.update({folder / "formats" / name: shipped(f"formats/{name}") for name in format_names()})
     existing = [str(path) for path in files if path.exists()]
@@ -69,7 +97,7 @@ def init(folder: str | os.PathLike[str], force: bool = False) -> Written:
     (folder / "formats").mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")
-    return Written(list(files), todo)
+    return list(files)
 
 
 def _config_for(folder: Path) -> tuple[str, list[str]]:
