@@ -5,6 +5,8 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .attempts import Attempts
+
 #: upper bounds of the flush duration buckets: a write and fdatasync take from well under
 #: a millisecond (page cache, SSD) to seconds (a saturated disk, a remote receiver)
 FLUSH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -45,6 +47,7 @@ class Stats:
     route_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     flushes: dict[str, Durations] = field(default_factory=dict)          # per output: flush durations
     failing: set[str] = field(default_factory=set)                       # outputs whose last flush failed
+    attempts: Attempts = field(default_factory=Attempts)                 # deliverability (issue 23)
 
     def flushed(self, output: str, seconds: float | None = None) -> None:
         """The output's buffered records are durable now; its flush took `seconds`."""

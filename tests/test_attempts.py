@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from logship.attempts import LAG_BUCKETS, NONE, Attempts, attempt_epoch, status_class
-from logship.providers import OTHER
+from logship.attempts import LAG_BUCKETS, Attempts
+from logship.render.deliverability import NONE, attempt_epoch, status_class
+from logship.render.providers import OTHER
 
 
 @pytest.mark.parametrize(("status", "label"), [

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from logship.providers import CACHE_SIZE, OTHER, PROVIDERS, Providers, check_providers, merged
+from logship.render.providers import CACHE_SIZE, OTHER, PROVIDERS, Providers, check_providers, merged
 
 
 @pytest.mark.parametrize(("domain", "provider"), [

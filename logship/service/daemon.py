@@ -15,6 +15,8 @@ from ..broker.consumer import Consumer
 from ..errors import OutputError
 from ..render.formats import FormatSet
 from ..stats import Stats
+from ..attempts import Attempts
+from ..render.providers import Providers
 from ..pipeline import Pipeline
 from .status import Service
 from .watch import Watcher, snapshot
@@ -32,7 +34,8 @@ class Daemon:
         on_disk = snapshot(config.file, config.formats.dir)  # before loading: no change slips by
         self.config = config
         self.formats = FormatSet.load(config.formats.dir)
-        self.pipeline = Pipeline.build(config, self.formats, stats=Stats())
+        attempts = Attempts(Providers(config.metrics.provider_table()), config.metrics.max_sources)
+        self.pipeline = Pipeline.build(config, self.formats, stats=Stats(attempts=attempts))
         self.consumer = Consumer(config.broker, config.queues, self.pipeline, on_tick=self.tick)
         self.watcher = Watcher(config.file, config.formats.dir, self.request_reload, initial=on_disk) \
             if config.formats.watch else None
