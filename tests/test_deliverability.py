@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import time
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -73,7 +76,7 @@ def test_every_attempt_across_hundreds_of_domains_and_ips_is_counted_once_in_eac
         wait_for(lambda: line_count(workdir / "log" / "all.jsonl") == len(attempts)
                  and line_count(workdir / "log" / "bounces.jsonl") == bounced, what="every record written")
         wait_for(lambda: scrape(url)[("logship_unacked_deliveries", ())] == 0, what="everything settled")
-        final = scrape(url)
+        final, text = scrape(url), urllib.request.urlopen(url, timeout=5).read()
         ended = time.time()
         assert daemon.stop() == 0
         warnings = [e for e in daemon.log() if e["message"].startswith("metrics.max_sources reached")]
@@ -85,6 +88,15 @@ def test_every_attempt_across_hundreds_of_domains_and_ips_is_counted_once_in_eac
     assert len(warnings) == 1 and warnings[0]["max_sources"] == 256
     check_bounds(final)
     check_lag(final, attempts, started, ended)
+    lint(text)
+
+
+def lint(exposition: bytes) -> None:
+    """promtool's lint of the whole /metrics page finds nothing (when promtool is installed)."""
+    if shutil.which("promtool") is None:
+        return  # Debian's prometheus package has it; tests/test_dashboard.py says so when it is missing
+    result = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True)
+    assert result.returncode == 0 and not result.stdout + result.stderr, (result.stdout + result.stderr).decode()
 
 
 def check_sources(counted: Counter[tuple[str, str]], attempts: list[Expected]) -> None:
