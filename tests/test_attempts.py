@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from logship.attempts import LAG_BUCKETS, Attempts
-from logship.render.deliverability import NONE, attempt_epoch, status_class
-from logship.render.providers import OTHER
+from logship.config.providers import OTHER, PROVIDERS
+from logship.render.deliverability import NONE, AttemptLabels, attempt_epoch, status_class
+from logship.stats import LAG_BUCKETS, Attempts
 
 
 @pytest.mark.parametrize(("status", "label"), [
@@ -27,6 +27,18 @@ def test_mailerqs_utc_attempt_time_reads_as_unix_time_and_anything_else_as_none(
         assert attempt_epoch(bad) is None, bad
 
 
+def counters() -> Attempts:
+    """The counters as a daemon with metrics on has them: the shipped table, 256 sending IPs."""
+    return Attempts(AttemptLabels(PROVIDERS, 256))
+
+
+def test_without_labels_nothing_is_noted_or_counted():
+    attempts = Attempts()  # metrics off, or a replay: nobody reads the counts
+    attempts.note([record()])
+    attempts.written(time.time())
+    assert not attempts.pending and not attempts.by_provider and sum(attempts.lag.counts) == 0
+
+
 def record(outcome: str = "delivered", domain: str = "gmail.com", **attempt: object) -> dict:
     """A record as records() makes it, with only what the counters read."""
     return {"attempt": attempt, "record": {"outcome": outcome, "recipient_domain": domain}}
@@ -38,7 +50,7 @@ def stamp(epoch: float) -> str:
 
 
 def test_noted_attempts_count_only_once_written_and_each_only_once():
-    attempts = Attempts()
+    attempts = counters()
     now = 1_800_000_000.0
     attempts.note([record("deferred", "gmail.com", **{"from": "192.0.2.1", "status": "4.7.28",
                                                        "time": stamp(now - 30)}),
@@ -54,7 +66,7 @@ def test_noted_attempts_count_only_once_written_and_each_only_once():
 
 
 def test_an_attempt_stamped_ahead_of_our_clock_counts_as_no_lag_and_one_without_a_time_not_at_all():
-    attempts = Attempts()
+    attempts = counters()
     attempts.note([record(time=stamp(2_000_000_100)), record(time="soon"), record()])
     attempts.written(2_000_000_000.0)
     assert sum(attempts.by_provider.values()) == 3
@@ -62,7 +74,7 @@ def test_an_attempt_stamped_ahead_of_our_clock_counts_as_no_lag_and_one_without_
 
 
 def test_sending_ips_past_the_cap_are_other_with_one_warning(caplog):
-    attempts = Attempts(max_sources=3)
+    attempts = Attempts(AttemptLabels(PROVIDERS, 3))
     attempts.note([record(**{"from": f"198.51.100.{i}"}) for i in range(10)])
     attempts.note([record(**{"from": "2001:0db8::1"}), record(**{"from": "2001:db8:0::1"})])
     with caplog.at_level(logging.WARNING, logger="logship"):
@@ -74,14 +86,14 @@ def test_sending_ips_past_the_cap_are_other_with_one_warning(caplog):
 
 
 def test_one_address_written_two_ways_is_one_label():
-    attempts = Attempts()
+    attempts = counters()
     attempts.note([record(**{"from": "2001:0db8::1"}), record(**{"from": "2001:db8:0::1"})])
     attempts.written(time.time())
     assert attempts.by_source == {("delivered", "2001:db8::1"): 2}
 
 
 def test_fields_a_hostile_body_made_tables_or_lists_count_as_absent_rather_than_crash():
-    attempts = Attempts()
+    attempts = counters()
     attempts.note([record(**{"from": ["192.0.2.1"], "status": {"x": 1}, "time": ["2026-12-02 13:00:05"]}),
                    record(**{"from": "not an ip", "status": True, "time": 17})])
     attempts.written(time.time())

@@ -14,7 +14,7 @@ from helpers import (TRACE_OUTPUT as TRACE_ROUTE, RunningDaemon, line_count, log
                      wait_for, write_config)
 from logship.config.load import load
 from logship.errors import ConfigError
-from logship.render.providers import PROVIDERS
+from logship.config.providers import PROVIDERS
 from provider_traffic import Expected, traffic
 
 # One JSON line per record; the recipient "boom@..." makes it fail on every route (quarantined whole).

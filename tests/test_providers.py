@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from logship.render.providers import CACHE_SIZE, OTHER, PROVIDERS, Providers, check_providers, merged
+from logship.config.providers import OTHER, PROVIDERS, check_providers, merged
+from logship.render.deliverability import CACHE_SIZE, Providers
 
 
 @pytest.mark.parametrize(("domain", "provider"), [

@@ -11,7 +11,7 @@ from .broker import RETRY_ROLES, Broker, Queue, Scope, credentials
 from ..errors import ConfigError
 from .outputs import SEVERITY_NAMES, Output
 from .schema import PATH, build
-from ..render.providers import check_providers, merged
+from .providers import check_providers, merged
 
 __all__ = ["RETRY_ROLES", "Broker", "Queue", "Scope"]  # the broker's settings, at home in broker/
 

@@ -1,13 +1,13 @@
-"""An attempt's deliverability labels: its status class, its sending IP (capped) and its time as Unix time."""
+"""An attempt's deliverability labels: its provider, sending IP (capped), status class, and time as Unix time."""
 from __future__ import annotations
 
 import calendar
 import ipaddress
 import logging
 import re
-from typing import Any
+from typing import Any, Mapping
 
-from .providers import OTHER
+from ..config.providers import OTHER
 
 log = logging.getLogger("logship")
 
@@ -15,6 +15,7 @@ OUTCOMES = ("delivered", "deferred", "bounced", "expired", "failed")  # record.o
 NONE = "none"  # no enhanced status, or no sending IP
 _STAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)", re.ASCII)
 _STATUS = re.compile(r"([245])\.([0-7])\.\d{1,3}", re.ASCII)  # RFC 3463: class 2, 4 or 5; subjects 0 to 7
+CACHE_SIZE = 16384  # domains or times remembered; a long tail past it is looked up afresh, never grows memory
 
 
 def status_class(status: Any) -> str:
@@ -74,3 +75,67 @@ class Sources:
             self.warned = True
             log.warning("metrics.max_sources reached: further sending IPs are counted as source_ip=\"other\"",
                         extra={"max_sources": self.cap, "source_ip": address})
+
+
+class Providers:
+    """Groups recipient domains into providers: exact, then the longest `*.` suffix, then `name.*`."""
+
+    def __init__(self, table: Mapping[str, tuple[str, ...]]) -> None:
+        self.names = tuple(table)
+        self.exact: dict[str, str] = {}
+        self.suffixes: dict[str, str] = {}   # "example.com" for "*.example.com"
+        self.any_tld: dict[str, str] = {}    # "hotmail" for "hotmail.*"
+        for name, patterns in table.items():
+            for pattern in patterns:
+                if pattern.startswith("*."):
+                    self.suffixes[pattern[2:]] = name
+                elif pattern.endswith(".*"):
+                    self.any_tld[pattern[:-2]] = name
+                else:
+                    self.exact[pattern] = name
+        self._cache: dict[str, str] = {}
+
+    def of(self, domain: str) -> str:
+        """The provider of a lower-cased recipient domain, or `other`."""
+        provider = self._cache.get(domain)
+        if provider is None:
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            provider = self._cache[domain] = self._match(domain)
+        return provider
+
+    def _match(self, domain: str) -> str:
+        """The lookup behind the cache."""
+        found = self.exact.get(domain)
+        if found is not None:
+            return found
+        labels = domain.split(".")
+        for i in range(1, len(labels) - 1):  # longest suffix first; a bare TLD is no provider's
+            found = self.suffixes.get(".".join(labels[i:]))
+            if found is not None:
+                return found
+        if len(labels) == 2 or (len(labels) == 3 and len(labels[1]) <= 3):
+            return self.any_tld.get(labels[0], OTHER)
+        return OTHER
+
+
+class AttemptLabels:
+    """What stats.Attempts asks of an attempt, from the config's provider table and source cap."""
+
+    def __init__(self, table: Mapping[str, tuple[str, ...]], max_sources: int) -> None:
+        self.providers = Providers(table)
+        self.names = self.providers.names
+        self.provider = self.providers.of
+        self.source = Sources(max_sources).label
+        self.status = status_class
+        self._epochs: dict[str, float | None] = {}
+
+    def epoch(self, stamp: Any) -> float | None:
+        """attempt_epoch, remembered: the attempts of a busy second share their stamp."""
+        if not isinstance(stamp, str):
+            return None
+        if stamp not in self._epochs:
+            if len(self._epochs) >= CACHE_SIZE:
+                self._epochs.clear()
+            self._epochs[stamp] = attempt_epoch(stamp)
+        return self._epochs[stamp]

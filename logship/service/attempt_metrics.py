@@ -4,12 +4,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator
 
 from ..render.deliverability import OUTCOMES
-from ..render.providers import OTHER
+from ..config.providers import OTHER
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from ..attempts import Attempts
+    from ..stats import Attempts
 
 COUNTED = "counted once when the flush before its delivery's ack succeeds, whatever routes take it"
 
@@ -20,8 +20,8 @@ def attempt_families(attempts: Attempts) -> Iterator[Metric]:
     by_provider = CounterMetricFamily(
         "logship_attempts", f"Delivery attempts by outcome and the recipient domain's mailbox provider "
         f"(the shipped table and [metrics.providers]; other for the rest), {COUNTED}", labels=["outcome", "provider"])
-    counts = dict(attempts.by_provider)
-    for key in sorted({*counts, *((o, p) for p in (*attempts.providers.names, OTHER) for o in OUTCOMES)}):
+    counts, names = dict(attempts.by_provider), attempts.labels.names if attempts.labels else ()
+    for key in sorted({*counts, *((o, p) for p in (*names, OTHER) for o in OUTCOMES)}):
         by_provider.add_metric(list(key), counts.get(key, 0))  # every provider from the start: rates exist
     by_source = CounterMetricFamily(
         "logship_attempts_by_source", f"Delivery attempts by outcome and sending IP (the attempt's `from`; "

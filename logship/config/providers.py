@@ -1,4 +1,4 @@
-"""Mailbox providers: the shipped table of their domains, and grouping a recipient domain into one."""
+"""Mailbox providers for the deliverability counters: the shipped table, its patterns and their check."""
 from __future__ import annotations
 
 import re
@@ -39,7 +39,6 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 #: top-level suffix: one label such as hotmail.fr, or two with a short first one such as hotmail.co.uk)
 PATTERN = re.compile(rf"(?:\*\.)?{_LABEL}(?:\.{_LABEL})+|{_LABEL}\.\*")
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
-CACHE_SIZE = 16384  # domains remembered; a long tail past it is matched afresh, never grows memory
 
 
 def check_providers(table: Mapping[str, tuple[str, ...]]) -> None:
@@ -61,45 +60,3 @@ def merged(extra: Mapping[str, tuple[str, ...]], shipped: bool = True) -> dict[s
     table = dict(PROVIDERS) if shipped else {}
     table.update(extra)
     return {name: patterns for name, patterns in table.items() if patterns}  # [] drops a shipped one
-
-
-class Providers:
-    """Groups recipient domains into providers: exact, then the longest `*.` suffix, then `name.*`."""
-
-    def __init__(self, table: Mapping[str, tuple[str, ...]]) -> None:
-        self.names = tuple(table)
-        self.exact: dict[str, str] = {}
-        self.suffixes: dict[str, str] = {}   # "example.com" for "*.example.com"
-        self.any_tld: dict[str, str] = {}    # "hotmail" for "hotmail.*"
-        for name, patterns in table.items():
-            for pattern in patterns:
-                if pattern.startswith("*."):
-                    self.suffixes[pattern[2:]] = name
-                elif pattern.endswith(".*"):
-                    self.any_tld[pattern[:-2]] = name
-                else:
-                    self.exact[pattern] = name
-        self._cache: dict[str, str] = {}
-
-    def of(self, domain: str) -> str:
-        """The provider of a lower-cased recipient domain, or `other`."""
-        provider = self._cache.get(domain)
-        if provider is None:
-            if len(self._cache) >= CACHE_SIZE:
-                self._cache.clear()
-            provider = self._cache[domain] = self._match(domain)
-        return provider
-
-    def _match(self, domain: str) -> str:
-        """The lookup behind the cache."""
-        found = self.exact.get(domain)
-        if found is not None:
-            return found
-        labels = domain.split(".")
-        for i in range(1, len(labels) - 1):  # longest suffix first; a bare TLD is no provider's
-            found = self.suffixes.get(".".join(labels[i:]))
-            if found is not None:
-                return found
-        if len(labels) == 2 or (len(labels) == 3 and len(labels[1]) <= 3):
-            return self.any_tld.get(labels[0], OTHER)
-        return OTHER
