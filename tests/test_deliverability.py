@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 from collections import Counter
 
 import pytest
@@ -157,3 +158,35 @@ def test_logship_check_refuses_a_bad_provider_pattern_with_exit_78_naming_file_a
     result = logship("check", "--config", str(config))
     assert result.returncode == 78
     assert f"{config}: metrics.providers.acme[0]: 'acme..example' is not a domain" in result.stderr
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def fenced(page: Path, after: str, language: str) -> str:
+    """The first ```language block of `page` after the line `after`."""
+    text = page.read_text()
+    rest = text[text.index(after):]
+    return rest.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_provider_table_is_the_shipped_one():
+    section = (DOCS / "deliverability.md").read_text().split("## Providers", 1)[1].split("\n\n**Patterns", 1)[0]
+    rows = re.findall(r"^\| `([^`]+)` \| (.+) \|$", section, re.M)
+    assert {name: tuple(re.findall(r"`([^`]+)`", patterns)) for name, patterns in rows} == PROVIDERS
+
+
+def test_the_documented_example_of_metrics_providers_loads(tmp_path):
+    config = write_config(tmp_path, "amqp://localhost/", fenced(DOCS / "deliverability.md", "**Changing the table.**",
+                                                                 "toml") + TRACE_ROUTE.replace("[[outputs]]", "\n[[outputs]]", 1))
+    table = load(config, {}, require_formats=False).metrics.provider_table()
+    assert "orange" not in table and "*.onmicrosoft.com" in table["microsoft"] and table["acme"][1] == "*.acme.example"
+
+
+def test_the_example_alert_rules_are_rules_promtool_accepts(tmp_path):
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
+    rules = tmp_path / "rules.yml"
+    rules.write_text(fenced(DOCS / "operations.md", "### Alerts", "yaml"))
+    result = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True)
+    assert result.returncode == 0 and "SUCCESS: 11 rules found" in result.stdout, result.stdout + result.stderr
