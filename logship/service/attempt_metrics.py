@@ -34,7 +34,7 @@ def attempt_families(attempts: Attempts) -> Iterator[Metric]:
     for key, n in sorted(dict(attempts.by_status).items()):
         by_status.add_metric(list(key), n)
     lag = HistogramMetricFamily(
-        "logship_attempt_lag", "Seconds from an attempt's own time (MailerQ's, to the second) to its records "
-        "being written; attempts without a readable time are left out", unit="seconds")
+        "logship_attempt_lag_seconds", "Seconds from an attempt's own time (MailerQ's, to the second) to its "
+        "records being written; attempts without a readable time are left out")
     lag.add_metric([], attempts.lag.cumulative(), attempts.lag.sum)
     yield from (by_provider, by_source, by_status, lag)
