@@ -177,8 +177,8 @@ def test_the_documented_provider_table_is_the_shipped_one():
 
 
 def test_the_documented_example_of_metrics_providers_loads(tmp_path):
-    config = write_config(tmp_path, "amqp://localhost/", fenced(DOCS / "deliverability.md", "**Changing the table.**",
-                                                                 "toml") + TRACE_ROUTE.replace("[[outputs]]", "\n[[outputs]]", 1))
+    example = fenced(DOCS / "deliverability.md", "**Changing the table.**", "toml")
+    config = write_config(tmp_path, "amqp://localhost/", example + "\n" + TRACE_ROUTE)
     table = load(config, {}, require_formats=False).metrics.provider_table()
     assert "orange" not in table and "*.onmicrosoft.com" in table["microsoft"] and table["acme"][1] == "*.acme.example"
 
