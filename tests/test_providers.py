@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from logship.config.providers import OTHER, PROVIDERS, check_providers, merged
-from logship.render.deliverability import CACHE_SIZE, Providers
+from logship.render.deliverability import CACHE_SIZE, Labelled, Providers
 
 
 @pytest.mark.parametrize(("domain", "provider"), [
@@ -67,9 +67,10 @@ def test_the_shipped_table_passes_its_own_check():
     check_providers(PROVIDERS)
 
 
-def test_a_long_tail_of_domains_never_grows_the_cache_past_its_size():
-    providers = Providers(PROVIDERS)
-    for i in range(CACHE_SIZE + 10):
-        assert providers.of(f"d{i}.example") == OTHER
-    assert len(providers._cache) <= CACHE_SIZE
-    assert providers.of("gmail.com") == "google"
+def test_a_long_tail_of_domains_never_grows_the_label_cache_past_its_size():
+    labelled = Labelled(Providers(PROVIDERS).of)
+    for start in range(0, CACHE_SIZE + 500, 1000):
+        batch = [f"d{i}.example" for i in range(start, start + 1000)]
+        assert list(labelled(batch)) == [OTHER] * 1000
+        assert len(labelled.cache) <= CACHE_SIZE
+    assert list(labelled(["gmail.com", "d1.example", "gmail.com"])) == ["google", OTHER, "google"]

@@ -5,17 +5,21 @@ import calendar
 import ipaddress
 import logging
 import re
-from typing import Any, Mapping
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from ..config.providers import OTHER
+
+if TYPE_CHECKING:
+    from ..stats import Durations
 
 log = logging.getLogger("logship")
 
 OUTCOMES = ("delivered", "deferred", "bounced", "expired", "failed")  # record.outcome's values
 NONE = "none"  # no enhanced status, or no sending IP
-_STAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)", re.ASCII)
+_HOUR = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d)", re.ASCII)
 _STATUS = re.compile(r"([245])\.([0-7])\.\d{1,3}", re.ASCII)  # RFC 3463: class 2, 4 or 5; subjects 0 to 7
-CACHE_SIZE = 16384  # domains or times remembered; a long tail past it is looked up afresh, never grows memory
+CACHE_SIZE = 16384  # domains or sending IPs remembered; a long tail past it is looked up afresh, never grows memory
 
 
 def status_class(status: Any) -> str:
@@ -29,13 +33,41 @@ def status_class(status: Any) -> str:
 
 def attempt_epoch(stamp: Any) -> float | None:
     """MailerQ's attempt `time` (UTC, `YYYY-MM-DD HH:MM:SS`) as Unix time; None when it is not one."""
-    found = _STAMP.fullmatch(stamp) if isinstance(stamp, str) else None
-    if found is None:
+    if type(stamp) is not str or len(stamp) != 19:
         return None
-    year, month, day, hour, minute, second = map(int, found.groups())
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
-        return None
-    return float(calendar.timegm((year, month, day, hour, minute, second)))
+    hour = _HOURS_SEEN.get(stamp[:13])
+    if hour is None:
+        hour = _hour(stamp[:13])
+    into = _INTO_HOUR.get(stamp[13:])  # two lookups, no parsing: every attempt has a time
+    return None if hour < 0 or into is None else hour + into
+
+
+#: ":MM:SS" -> seconds into the hour (":59:60" is a leap second); 3,660 short strings
+_INTO_HOUR = {f":{m:02d}:{s:02d}": m * 60 + s for m in range(60) for s in range(61)}
+_HOURS_SEEN: dict[str, float] = {}  # "YYYY-MM-DD HH" -> its Unix time, -1 when it is not one
+
+
+def _hour(prefix: str) -> float:
+    """Unix time of a UTC `YYYY-MM-DD HH`, remembered (a bounded few); -1 when it is not one."""
+    found = _HOUR.fullmatch(prefix)
+    year, month, day, hour = map(int, found.groups()) if found else (0, 0, 0, 0)
+    valid = 1 <= month <= 12 and 1 <= day <= 31 and hour < 24
+    if len(_HOURS_SEEN) >= 4096:  # garbage or a backlog of many hours: never grows past this
+        _HOURS_SEEN.clear()
+    _HOURS_SEEN[prefix] = epoch = float(calendar.timegm((year, month, day, hour, 0, 0))) if valid else -1.0
+    return epoch
+
+
+def observe_lags(lag: Durations, stamps: Sequence[Any], now: float) -> None:
+    """Observe `now` minus each MailerQ time of a batch, once per distinct time (a busy second shares one)."""
+    try:
+        distinct = Counter(stamps)
+    except TypeError:  # a list or table a hostile body put there: no time
+        distinct = Counter(s if type(s) is str else None for s in stamps)
+    for stamp, n in distinct.items():
+        then = attempt_epoch(stamp)
+        if then is not None:
+            lag.observe(now - then if now > then else 0.0, n)  # a clock ahead of ours is no lag
 
 
 class Sources:
@@ -43,17 +75,11 @@ class Sources:
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
-        self.labels: dict[str, str] = {}  # as MailerQ wrote it -> the address in its normal form
         self.admitted: set[str] = set()
         self.warned = False
 
     def label(self, raw: Any) -> str:
         """The label of an attempt's `from`: its address, `other` past the cap, `none` without one."""
-        known = self.labels.get(raw) if isinstance(raw, str) else None
-        return known if known is not None else self._new(raw)
-
-    def _new(self, raw: Any) -> str:
-        """A `from` not seen before: admit it while there is room."""
         try:
             address = str(ipaddress.ip_address(raw)) if isinstance(raw, str) else None
         except ValueError:
@@ -65,8 +91,6 @@ class Sources:
                 self._full(address)
                 return OTHER
             self.admitted.add(address)
-        if len(self.labels) < 2 * self.cap:  # other spellings of an admitted address: bounded too
-            self.labels[raw] = address
         return address
 
     def _full(self, address: str) -> None:
@@ -75,6 +99,31 @@ class Sources:
             self.warned = True
             log.warning("metrics.max_sources reached: further sending IPs are counted as source_ip=\"other\"",
                         extra={"max_sources": self.cap, "source_ip": address})
+
+
+class Labelled:
+    """A label made batch-wise: each distinct value labelled once and remembered, the batch mapped in C."""
+
+    def __init__(self, label: Callable[[Any], str], size: int = CACHE_SIZE) -> None:
+        self.label, self.size = label, size
+        self.cache: dict[Any, str] = {}
+
+    def __call__(self, values: Sequence[Any]) -> Iterator[str]:
+        """The label of each value, in order."""
+        cache = self.cache
+        try:
+            new = set(values).difference(cache)
+        except TypeError:  # a list or table a hostile body put there: as absent
+            values = [v if v is None or isinstance(v, (str, int, float)) else None for v in values]
+            new = set(values).difference(cache)
+        if new:
+            if len(cache) + len(new) > self.size:  # a long tail is labelled afresh, memory stays bounded
+                cache.clear()
+                new = set(values)
+            for value in dict.fromkeys(values):  # in the order they came: the first sources seen are kept
+                if value in new:
+                    cache[value] = self.label(value)
+        return map(cache.__getitem__, values)
 
 
 class Providers:
@@ -93,19 +142,9 @@ class Providers:
                     self.any_tld[pattern[:-2]] = name
                 else:
                     self.exact[pattern] = name
-        self._cache: dict[str, str] = {}
 
     def of(self, domain: str) -> str:
         """The provider of a lower-cased recipient domain, or `other`."""
-        provider = self._cache.get(domain)
-        if provider is None:
-            if len(self._cache) >= CACHE_SIZE:
-                self._cache.clear()
-            provider = self._cache[domain] = self._match(domain)
-        return provider
-
-    def _match(self, domain: str) -> str:
-        """The lookup behind the cache."""
         found = self.exact.get(domain)
         if found is not None:
             return found
@@ -120,22 +159,12 @@ class Providers:
 
 
 class AttemptLabels:
-    """What stats.Attempts asks of an attempt, from the config's provider table and source cap."""
+    """What stats.Attempts asks of a batch of attempts, from the config's provider table and source cap."""
 
     def __init__(self, table: Mapping[str, tuple[str, ...]], max_sources: int) -> None:
-        self.providers = Providers(table)
-        self.names = self.providers.names
-        self.provider = self.providers.of
-        self.source = Sources(max_sources).label
-        self.status = status_class
-        self._epochs: dict[str, float | None] = {}
-
-    def epoch(self, stamp: Any) -> float | None:
-        """attempt_epoch, remembered: the attempts of a busy second share their stamp."""
-        if not isinstance(stamp, str):
-            return None
-        if stamp not in self._epochs:
-            if len(self._epochs) >= CACHE_SIZE:
-                self._epochs.clear()
-            self._epochs[stamp] = attempt_epoch(stamp)
-        return self._epochs[stamp]
+        providers = Providers(table)
+        self.names = providers.names
+        self.providers = Labelled(providers.of)
+        self.sources = Labelled(Sources(max_sources).label)
+        self.statuses = Labelled(status_class, 1024)
+        self.lags = observe_lags
