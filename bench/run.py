@@ -56,6 +56,9 @@ path = "{work / 'out' / 'quarantine'}.jsonl"
 
 [log]
 level = "info"
+
+[metrics]
+listen = "127.0.0.1:0"   # on, as in the shipped production config: the hot path keeps its counters
 """)
     return path
 

@@ -80,7 +80,8 @@ class Pipeline:
             source, only = delivery.source, delivery.only
             if only is not None:  # the failed attempts are named: read them all, whatever the scope
                 source = dataclasses.replace(source, scope="all")
-            lines, failures = self.render(records(message, source, self.clock()), message, only)
+            batch = records(message, source, self.clock())
+            lines, failures = self.render(batch, message, only)
         except MessageError as error:
             self._quarantine(delivery, str(error))
             return False
@@ -90,6 +91,8 @@ class Pipeline:
         if failures and not lines and only is None:  # every route failed: reject it whole
             self._quarantine(delivery, self._reason(failures, message), message)
             return False
+        if only is None:  # a replay of failed routes redoes attempts already counted
+            self.stats.attempts.note(batch)  # counted at the flush before the ack (stats.written)
         buffered = self.stats.buffered
         for lane, record, line in lines:
             lane.sink.write(record, line, lane.route)
@@ -205,6 +208,7 @@ class Pipeline:
                 failures.append(str(error))
         if failures:
             raise OutputError("; ".join(failures))
+        self.stats.attempts.written(self.clock())  # every output holds them: the acks follow
 
     def reopen(self) -> None:
         """Reopen every sink (SIGUSR1, SIGHUP); the quarantine's file is started at once."""

@@ -4,33 +4,91 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, Iterable, Protocol, Sequence
 
 #: upper bounds of the flush duration buckets: a write and fdatasync take from well under
 #: a millisecond (page cache, SSD) to seconds (a saturated disk, a remote receiver)
 FLUSH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: attempt lag bounds: MailerQ stamps attempts to the second, so nothing finer; up to a day,
+#: for a backlog drained after an outage
+LAG_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
 
 
 class Durations:
-    """A histogram as plain counts: observing is a bisect and two additions, once per flush."""
+    """A histogram as plain counts: observing is a bisect and two additions."""
 
-    __slots__ = ("counts", "sum")
+    __slots__ = ("bounds", "counts", "sum")
 
-    def __init__(self) -> None:
-        self.counts = [0] * (len(FLUSH_BUCKETS) + 1)  # the last one: above every bound
+    def __init__(self, bounds: tuple[float, ...] = FLUSH_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one: above every bound
         self.sum = 0.0
 
-    def observe(self, seconds: float) -> None:
-        """Count one duration in the first bucket whose bound is at least `seconds`."""
-        self.counts[bisect.bisect_left(FLUSH_BUCKETS, seconds)] += 1
-        self.sum += seconds
+    def observe(self, value: float, times: int = 1) -> None:
+        """Count `value` `times` times in the first bucket whose bound is at least it."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += times
+        self.sum += value * times
 
     def cumulative(self) -> list[tuple[str, float]]:
         """(le, count) pairs as Prometheus wants them, +Inf last."""
         counts, total, out = list(self.counts), 0, []
-        for bound, n in zip([*map(str, FLUSH_BUCKETS), "+Inf"], counts):
+        for bound, n in zip([*map(str, self.bounds), "+Inf"], counts):
             total += n
             out.append((bound, total))
         return out
+
+
+class AttemptLabels(Protocol):
+    """Names a batch of attempts for the deliverability counters (render/deliverability.py has the real one)."""
+
+    names: tuple[str, ...]  # the providers
+
+    def providers(self, domains: Sequence[str]) -> Iterable[str]: ...
+    def sources(self, raws: Sequence[Any]) -> Iterable[str]: ...
+    def statuses(self, raws: Sequence[Any]) -> Iterable[str]: ...
+    def lags(self, lag: Durations, stamps: Sequence[Any], now: float) -> None: ...
+
+
+Noted = tuple[str, str, Any, Any, Any]  # outcome, recipient domain, from, status, time
+_PARTS = itemgetter("attempt", "record")
+
+
+class Attempts:
+    """Attempts by (outcome, provider), (outcome, sending IP), (outcome, status class), and their lag.
+
+    The pipeline notes the records decode makes for each delivery it takes (one per attempt new
+    in its queue's scope, whatever routes take them) and counts them when the flush before the
+    acks succeeds, as the records written: a redelivery counts again only where it is written
+    again. Without labels (metrics off, replay) nothing is noted.
+    """
+
+    def __init__(self, labels: AttemptLabels | None = None) -> None:
+        self.labels = labels
+        self.pending: list[dict[str, Any]] = []  # records taken by the pipeline, not yet written
+        self.by_provider: Counter[tuple[str, str]] = Counter()
+        self.by_source: Counter[tuple[str, str]] = Counter()
+        self.by_status: Counter[tuple[str, str]] = Counter()
+        self.lag = Durations(LAG_BUCKETS)
+
+    def note(self, records: Iterable[dict[str, Any]]) -> None:
+        """The records of a delivery the pipeline took (hot path: one small tuple per attempt)."""
+        if self.labels is not None:
+            self.pending += [(derived["outcome"], derived["recipient_domain"], attempt.get("from"),
+                              attempt.get("status"), attempt.get("time")) for attempt, derived in map(_PARTS, records)]
+
+    def written(self, now: float) -> None:
+        """Every noted attempt is in its outputs now (the flush before the ack succeeded): count it."""
+        labels, pending = self.labels, self.pending
+        if not pending or labels is None:
+            return
+        # by column, each label worked out once per distinct value and the counting done in C
+        outcomes, domains, sources, statuses, stamps = zip(*pending)
+        self.by_provider.update(zip(outcomes, labels.providers(domains)))
+        self.by_source.update(zip(outcomes, labels.sources(sources)))
+        self.by_status.update(zip(outcomes, labels.statuses(statuses)))
+        labels.lags(self.lag, stamps, now)
+        pending.clear()
 
 
 @dataclass
@@ -45,6 +103,7 @@ class Stats:
     route_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     flushes: dict[str, Durations] = field(default_factory=dict)          # per output: flush durations
     failing: set[str] = field(default_factory=set)                       # outputs whose last flush failed
+    attempts: Attempts = field(default_factory=Attempts)                 # deliverability; see Attempts
 
     def flushed(self, output: str, seconds: float | None = None) -> None:
         """The output's buffered records are durable now; its flush took `seconds`."""

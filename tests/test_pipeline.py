@@ -13,6 +13,9 @@ from logship.render.formats import FormatSet
 from logship.pipeline import Delivery, Pipeline
 from logship.quarantine import Quarantine
 from logship.render.record import Source
+from logship.config.providers import PROVIDERS
+from logship.render.deliverability import AttemptLabels
+from logship.stats import Attempts
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -142,3 +145,36 @@ def test_a_failing_output_raises_on_flush_and_keeps_its_records(pipeline):
     pipeline.sinks["all"].failing = False
     pipeline.flush()
     assert len(pipeline.sinks["all"].held) == 1
+
+
+def counting(pipeline: Pipeline) -> Pipeline:
+    """The pipeline with the deliverability counters on, as a daemon with metrics has it."""
+    pipeline.stats.attempts = Attempts(AttemptLabels(PROVIDERS, 256))
+    return pipeline
+
+
+def test_an_attempt_counts_once_the_flush_before_the_ack_succeeds_and_only_once(pipeline):
+    attempts = counting(pipeline).stats.attempts
+    assert pipeline.handle(delivery("results-queue-after-retry.json"))  # every attempt: scope all
+    pipeline.sinks["all"].failing = True
+    with pytest.raises(OutputError):
+        pipeline.flush()
+    assert not attempts.by_provider, "counted before every output held it"
+    pipeline.sinks["all"].failing = False
+    pipeline.flush()
+    pipeline.flush()
+    made = len(json.loads((SAMPLES / "results-queue-after-retry.json").read_text())["results"])
+    assert sum(attempts.by_provider.values()) == sum(attempts.by_status.values()) == made > 1
+    assert len(pipeline.sinks["all"].held) == made  # as many as written, though two routes may take one
+
+
+def test_a_delivery_quarantined_whole_counts_no_attempt_and_one_with_a_failed_route_counts_all(pipeline, workdir):
+    attempts = counting(pipeline).stats.attempts
+    (workdir / "formats" / "logfmt.j2").write_text("{{ attempt.code // 0 }}")
+    pipeline.formats = FormatSet.load(workdir / "formats")
+    assert pipeline.handle(delivery("dns-failure.json", customer="acme"))  # the route to acme fails
+    (workdir / "formats" / "mailerq.j2").write_text("{{ attempt.code // 0 }}")
+    pipeline.formats = FormatSet.load(workdir / "formats")
+    assert not pipeline.handle(delivery("dns-failure.json", customer="acme"))  # every route fails
+    pipeline.flush()
+    assert attempts.by_provider == {("bounced", "other"): 1}

@@ -13,6 +13,7 @@ from .outputs import SEVERITY_NAMES, Output
 from .queues import RETRY_ROLES, Queue, Scope, refuse_live, scoped
 from .queues import warnings as queue_warnings
 from .schema import PATH, build
+from .providers import check_providers, merged
 
 __all__ = ["RETRY_ROLES", "Broker", "Queue", "Scope", "scoped"]  # the broker's and queues' tables, at home beside
 
@@ -104,10 +105,22 @@ class Metrics:
     """The Prometheus endpoint (docs/operations.md, "Metrics"); off unless `listen` is set."""
 
     listen: str | None = None  # "127.0.0.1:9108", "[::1]:9108"
+    # mailbox providers for logship_attempts_total: name -> domains, "*.domain" or "name.*";
+    # added to the shipped table (a shipped name is replaced, [] drops it) unless shipped_providers is false
+    providers: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    shipped_providers: bool = True
+    max_sources: int = 256  # sending IPs with a label of their own; later ones are "other"
 
     def __post_init__(self) -> None:
         if self.listen is not None:
             listen_address(self.listen)
+        check_providers(self.providers)  # ValueError("providers.NAME[i]: ...") names the key
+        if self.max_sources < 1:
+            raise ValueError("max_sources: must be at least 1")
+
+    def provider_table(self) -> dict[str, tuple[str, ...]]:
+        """The providers logship_attempts_total groups recipient domains into."""
+        return merged(self.providers, self.shipped_providers)
 
     @property
     def address(self) -> tuple[str, int] | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -50,7 +51,7 @@ def build(cls: type, table: Any, key: str, file: str, base: Path) -> Any:
 def key_error(file: str, key: str, error: Exception, keys: Any) -> ConfigError:
     """A check's ValueError("key: problem") or ValueError("problem") as the ConfigError naming its key path."""
     sub, _, problem = str(error).partition(": ")
-    if problem and sub in keys:
+    if problem and re.split(r"[.\[]", sub, maxsplit=1)[0] in keys:  # "providers.acme[1]" names that key too
         return ConfigError(file, f"{key}.{sub}" if key else sub, problem)
     return ConfigError(file, key, str(error))
 

@@ -14,7 +14,8 @@ from ..config.load import Config, warnings
 from ..broker.consumer import Consumer
 from ..errors import OutputError
 from ..render.formats import FormatSet
-from ..stats import Stats
+from ..stats import Attempts, Stats
+from ..render.deliverability import AttemptLabels
 from ..pipeline import Pipeline
 from .status import Service
 from .watch import Watcher, snapshot
@@ -32,7 +33,9 @@ class Daemon:
         on_disk = snapshot(config.file, config.formats.dir)  # before loading: no change slips by
         self.config = config
         self.formats = FormatSet.load(config.formats.dir)
-        self.pipeline = Pipeline.build(config, self.formats, stats=Stats())
+        metrics = config.metrics  # read at start only: counts by a table that changed mid-run would mislead
+        attempts = Attempts(AttemptLabels(metrics.provider_table(), metrics.max_sources) if metrics.address else None)
+        self.pipeline = Pipeline.build(config, self.formats, stats=Stats(attempts=attempts))
         self.consumer = Consumer(config.broker, config.queues, self.pipeline, on_tick=self.tick)
         self.watcher = Watcher(config.file, config.formats.dir, self.request_reload, initial=on_disk) \
             if config.formats.watch else None

@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Iterator
 
 from ..stats import Durations
+from .attempt_metrics import attempt_families
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -29,6 +30,7 @@ class DaemonCollector:
         yield from self._records()
         yield from self._outputs()
         yield from self._state()
+        yield from attempt_families(self.daemon.pipeline.stats.attempts)
 
     def _deliveries(self) -> Iterator[Metric]:
         """Deliveries per queue and outcome, and each queue's backlog."""
