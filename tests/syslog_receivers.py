@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from broker import free_port
+from helpers import scaled
 
 RECEIVERS = Path(os.environ.get("LOGSHIP_RECEIVERS", "/var/cache/logship-test/receivers"))
 LIBRARIES = f"{RECEIVERS}/usr/lib/x86_64-linux-gnu:{RECEIVERS}/lib/x86_64-linux-gnu:{RECEIVERS}/usr/lib/syslog-ng"
@@ -66,8 +67,8 @@ class Receiver:
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 15) -> None:
-        """Wait for the pid file the receiver writes once its inputs are open."""
-        deadline = time.monotonic() + timeout
+        """Wait for the pid file the receiver writes once its inputs are open (`timeout` scaled)."""
+        deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:  # type: ignore[union-attr]
                 raise RuntimeError(f"{self.command()[0]} exited: {(self.folder / 'stdout').read_text()[-2000:]}")
