@@ -16,6 +16,12 @@ SAMPLES = ROOT / "tests" / "samples"
 FORMATS = ROOT / "formats"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """--figures: after the fault suite (tests/faults), write its table into docs/guarantees.md."""
+    parser.addoption("--figures", action="store_true",
+                     help="write the fault suite's figures into docs/guarantees.md at the end of the run")
+
+
 @pytest.fixture(scope="session")
 def rabbit() -> Iterator[RabbitNode]:
     """The test run's own RabbitMQ node (started once, on free loopback ports)."""
