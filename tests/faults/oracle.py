@@ -121,10 +121,15 @@ class FaultRun:
         assert self.feed is not None
         published = self.feed.finish()
         want = expected(self.events)
-        wait_for(lambda: len({(r["n"], r["attempt"]) for r in self.read().records}) >= len(want),
-                 timeout=120, what=f"all {len(want)} attempts written")
-        wait_for(lambda: sum(queue_depth(self.url, q) for q in QUEUES) == 0, timeout=60, what="no ready messages")
+        wait_for(lambda: sum(queue_depth(self.url, q) for q in QUEUES) == 0, timeout=120, what="no ready messages")
         wait_for(lambda: self.unsettled() == 0, timeout=60, what="nothing left unacknowledged")
+        # Acked means held by the outputs; a receiver may still be writing what it was sent. What
+        # is missing once this wait is over is missing for good: the oracle says which.
+        try:
+            wait_for(lambda: len({(r["n"], r["attempt"]) for r in self.read().records}) >= len(want),
+                     timeout=10, what=f"all {len(want)} attempts written")
+        except AssertionError:
+            pass
         for daemon in daemons:
             assert daemon.process.poll() is None, f"the daemon exited: {daemon.log_path.read_text()[-3000:]}"
             assert daemon.stop() == 0
