@@ -192,7 +192,7 @@ facility = "mail"
 format = "trace"
 output = "syslog"
 """
-PAD = 3000  # each message padded, so the kernel's socket buffers fill while the receiver stalls
+PAD = 6000  # each message padded (below rsyslog's 8 KiB limit), so the kernel's socket buffers fill while the receiver stalls
 
 
 def syslog_records(rsyslog: Rsyslog) -> Outcome:
@@ -216,10 +216,12 @@ def test_a_stalled_syslog_receiver_loses_nothing_and_the_amqp_connection_stays_u
         config = run.config(outputs=SYSLOG_OUTPUT.replace("{port}", str(rsyslog.port)))
         trace = workdir / "formats" / "trace.j2"
         trace.write_text(trace.read_text().rstrip("\n") + f' {{{{ "x" * {PAD} }}}}\n')
-        with run.start(config, seconds=30) as daemon:
-            with run.fault("the syslog receiver (rsyslog, TCP) stopped for 15 s (SIGSTOP)"):
+        with run.start(config, seconds=30, emails=3000) as daemon:
+            with run.fault("the syslog receiver (rsyslog, TCP) stopped (SIGSTOP) until the acks stop, then 10 s more"):
                 rsyslog.signal(signal.SIGSTOP)
-                pause_for(15)
+                # the kernel's socket buffers take megabytes first: the stall bites once they are full
+                wait_for(lambda: FAILED in daemon.messages(), timeout=30, what="backpressure: the acks stop")
+                pause_for(10)
                 rsyslog.signal(signal.SIGCONT)
             run.recovered()
             run.finish(daemon)
