@@ -1,17 +1,30 @@
 """Fixtures: the samples, a private RabbitMQ node, configs in temporary folders, leak checks."""
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from broker import RabbitNode
 from cluster import RabbitCluster, TestCA
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests (tests/test_properties.py): few examples, derandomized, so a run is quick on a
+# loaded 2-core machine and never flakes (the same examples every time, no example database).
+# HYPOTHESIS_PROFILE=explore searches much further, with fresh examples each run.
+settings.register_profile("logship", max_examples=60, derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                 HealthCheck.function_scoped_fixture])
+settings.register_profile("explore", max_examples=3000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                 HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "logship"))
 SAMPLES = ROOT / "tests" / "samples"
 FORMATS = ROOT / "formats"
 
