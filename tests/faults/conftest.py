@@ -16,7 +16,8 @@ pytestmark = pytest.mark.broker
 @pytest.fixture
 def run(request: pytest.FixtureRequest, rabbit: RabbitNode, workdir: Path) -> Iterator[FaultRun]:
     """A scenario named after its test, on a vhost of its own; its traffic stopped if the test fails midway."""
-    scenario = FaultRun(request.node.name.removeprefix("test_"), workdir, rabbit, rabbit.new_vhost())
+    scenario = FaultRun(request.node.name.removeprefix("test_"), workdir, rabbit, rabbit.new_vhost(),
+                        order=request.function.__code__.co_firstlineno)
     try:
         yield scenario
     finally:

@@ -33,6 +33,7 @@ class Figures:
     recover_s: float | None  # from the fault's end until records flowed again
     exits: str           # how the daemon ended
     held: bool = False   # every check of the oracle passed
+    order: int = 0       # where the scenario is in the suite (its test's line): the table's order
 
 
 BOOK: list[Figures] = []  # this run's, in order
@@ -59,11 +60,11 @@ def load() -> dict[str, dict[str, Any]]:
 
 
 def table(rows: dict[str, dict[str, Any]]) -> str:
-    """The figures as a markdown table, in the order of the scenarios' names."""
+    """The figures as a markdown table, in the suite's order."""
     head = ("| fault | messages | attempts | faults | lost | duplicated | torn lines | records flow again after |"
             " the daemon | held |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n")
     body = ""
-    for _name, r in sorted(rows.items()):
+    for r in sorted(rows.values(), key=lambda r: (r.get("order", 0), r["scenario"])):
         recover = "—" if r["recover_s"] is None else f"{r['recover_s']:.1f} s"
         body += (f"| {r['fault']} | {r['messages']} | {r['attempts']} | {r['faults']} | {r['lost']} | "
                  f"{r['duplicated']} | {r['torn']} | {recover} | {r['exits']} | {'yes' if r['held'] else '**no**'} |\n")

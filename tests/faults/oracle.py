@@ -52,8 +52,8 @@ def read_file(path: Path) -> Outcome:
 class FaultRun:
     """One scenario: a daemon consuming numbered traffic while a fault happens, then the oracle."""
 
-    def __init__(self, name: str, folder: Path, rabbit: RabbitNode, vhost: str) -> None:
-        self.name, self.folder, self.rabbit, self.vhost = name, folder, rabbit, vhost
+    def __init__(self, name: str, folder: Path, rabbit: RabbitNode, vhost: str, order: int = 0) -> None:
+        self.name, self.folder, self.rabbit, self.vhost, self.order = name, folder, rabbit, vhost, order
         self.url = rabbit.vhost_url(vhost)
         self.output = folder / "log" / "all.jsonl"
         self.read: Callable[[], Outcome] = lambda: read_file(self.output)
@@ -151,7 +151,8 @@ class FaultRun:
         lost = want - set(counts)
         figures = Figures(self.name, self.fault_name, published, len(want), self.faults, len(lost),
                           sum(counts.values()) - len(counts), len(outcome.torn),
-                          None if self.recover_s is None else round(self.recover_s, 1), self.exits)
+                          None if self.recover_s is None else round(self.recover_s, 1), self.exits,
+                          order=self.order)
         record(figures)
         assert not outcome.torn, f"torn lines: {outcome.torn[:3]}"
         assert not lost, f"{len(lost)} attempts never written, e.g. {sorted(lost)[:5]}"
