@@ -110,8 +110,9 @@ class RabbitNode:
         self.process = None
 
     def _wait_port_closed(self) -> None:
-        """Wait until the AMQP port is really released (beam may linger a moment)."""
-        for _ in range(100):
+        """Wait until the AMQP port is really released (beam may linger a moment, longer on a loaded host)."""
+        deadline = time.monotonic() + scaled(10)
+        while time.monotonic() < deadline:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) != 0:
                     return

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from broker import RabbitNode
+from helpers import scaled
 from cluster import RabbitCluster, TestCA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +78,6 @@ def no_leaked_threads() -> Iterator[None]:
     yield
     leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     for thread in leaked:
-        thread.join(timeout=2)
+        thread.join(timeout=scaled(2))  # a thread on its way out may take longer on a loaded host
     leaked = [t.name for t in leaked if t.is_alive()]
     assert not leaked, f"threads left running: {leaked}"
