@@ -27,7 +27,7 @@ FAILED = "an output failed; not acknowledging until it recovers"
 
 def test_a_partition_shorter_than_the_heartbeat_timeout_loses_nothing(run: FaultRun, rabbit: RabbitNode) -> None:
     with Proxy(rabbit.port) as proxy:
-        with run.start(run.config(url=proxy.url(run.vhost), heartbeat=20)) as daemon:
+        with run.start(run.config(url=proxy.url(run.vhost), heartbeat=20), seconds=12) as daemon:
             with run.fault("network partition of 5 s, shorter than the heartbeat timeout (20 s)"):
                 proxy.partition()
                 pause_for(5)
@@ -40,13 +40,13 @@ def test_a_partition_shorter_than_the_heartbeat_timeout_loses_nothing(run: Fault
 def test_a_partition_longer_than_the_heartbeat_timeout_ends_in_a_reconnect_and_loses_nothing(
         run: FaultRun, rabbit: RabbitNode) -> None:
     with Proxy(rabbit.port) as proxy:
-        with run.start(run.config(url=proxy.url(run.vhost), heartbeat=2), seconds=45) as daemon:
-            with run.fault("network partition of 25 s, longer than the heartbeat timeout (2 s), new connections included"):
+        with run.start(run.config(url=proxy.url(run.vhost), heartbeat=2), seconds=25) as daemon:
+            with run.fault("network partition of 15 s, longer than the heartbeat timeout (2 s), new connections included"):
                 proxy.partition()
                 connections = proxy.connections
                 wait_for(lambda: RECONNECTING in daemon.messages() or daemon.process.poll() is not None,
                          timeout=20, what="the heartbeat timeout noticed")
-                pause_for(25)
+                pause_for(15)
                 proxy.heal()
             run.recovered()
             run.finish(daemon)
@@ -55,7 +55,7 @@ def test_a_partition_longer_than_the_heartbeat_timeout_ends_in_a_reconnect_and_l
 
 
 def test_the_broker_closing_the_connection_three_times_loses_nothing(run: FaultRun, rabbit: RabbitNode) -> None:
-    with run.start(run.config(), seconds=30) as daemon:
+    with run.start(run.config(), seconds=15) as daemon:
         for closed in range(1, 4):
             with run.fault("the broker closes the connection (rabbitmqctl close_connection)"):
                 for name in daemon_connections(rabbit, run.vhost):
@@ -67,7 +67,7 @@ def test_the_broker_closing_the_connection_three_times_loses_nothing(run: FaultR
 
 
 def test_the_queue_deleted_under_the_consumer_loses_nothing(run: FaultRun, rabbit: RabbitNode) -> None:
-    with run.start(run.config()) as daemon:
+    with run.start(run.config(), seconds=12) as daemon:
         assert run.feed is not None
         with run.fault("the retry queue deleted under the consumer (the daemon declares it again)"):
             # Deleting a queue drops what it holds: so it goes once the daemon has settled all of it,
@@ -88,14 +88,14 @@ def test_the_queue_deleted_under_the_consumer_loses_nothing(run: FaultRun, rabbi
 
 def test_a_memory_alarm_blocking_the_publishers_loses_nothing_and_the_daemon_keeps_consuming(
         run: FaultRun, rabbit: RabbitNode) -> None:
-    with run.start(run.config(), seconds=25) as daemon:
+    with run.start(run.config(), seconds=12) as daemon:
         assert run.feed is not None
-        with run.fault("memory alarm for 8 s: every publisher blocked (set_vm_memory_high_watermark)"):
+        with run.fault("memory alarm for 5 s: every publisher blocked (set_vm_memory_high_watermark)"):
             rabbit.ctl("set_vm_memory_high_watermark", "0.000001")
             try:
                 wait_for(lambda: "memory" in rabbit.ctl("eval", "rabbit_alarm:get_alarms()."), what="the alarm")
                 sent = run.feed.sent
-                pause_for(8)
+                pause_for(5)
                 assert run.feed.sent <= sent + 1, "the publisher was not blocked"
             finally:
                 rabbit.ctl("set_vm_memory_high_watermark", "0.4")
@@ -110,14 +110,14 @@ def test_the_users_permissions_revoked_and_restored_lose_nothing(run: FaultRun, 
     try:
         rabbit.ctl("set_permissions", "-p", run.vhost, user, ".*", ".*", ".*")
         url = f"amqp://{user}:{password}@127.0.0.1:{rabbit.port}/{run.vhost}"
-        with run.start(run.config(url=url), seconds=30) as daemon:
-            with run.fault("the daemon's user loses its permissions for 10 s (and its connection)"):
+        with run.start(run.config(url=url), seconds=15) as daemon:
+            with run.fault("the daemon's user loses its permissions for 5 s (and its connection)"):
                 rabbit.ctl("clear_permissions", "-p", run.vhost, user)
                 # RabbitMQ keeps open connections as they are: the revoke bites at the reconnect
                 for name in daemon_connections(rabbit, run.vhost):
                     rabbit.ctl("close_connection", name, "permissions revoked by the fault suite")
                 wait_for(lambda: daemon.messages().count(RECONNECTING) >= 2, what="a reconnect refused")
-                pause_for(10)
+                pause_for(5)
                 rabbit.ctl("set_permissions", "-p", run.vhost, user, ".*", ".*", ".*")
             run.recovered()
             run.finish(daemon)
@@ -126,7 +126,7 @@ def test_the_users_permissions_revoked_and_restored_lose_nothing(run: FaultRun, 
 
 
 def test_a_node_restart_loses_nothing(run: FaultRun, rabbit: RabbitNode) -> None:
-    with run.start(run.config(), seconds=40) as daemon:
+    with run.start(run.config(), seconds=20) as daemon:
         with run.fault("RabbitMQ node restarted (SIGTERM, start)"):
             rabbit.restart()
         run.recovered()
@@ -136,7 +136,7 @@ def test_a_node_restart_loses_nothing(run: FaultRun, rabbit: RabbitNode) -> None
 
 def kill_mid_batch(run: FaultRun, config: Path, tear: bool) -> RunningDaemon:
     """SIGKILL the daemon while it holds deliveries; with `tear`, leave what a kill inside write(2) leaves."""
-    first = run.start(config)
+    first = run.start(config, seconds=10)
     with run.fault("kill -9 of the daemon inside a write, then a restart" if tear
                    else "kill -9 of the daemon mid-batch, then a restart"):
         wait_for(lambda: run.written() > 300, what="a few batches")
@@ -169,11 +169,11 @@ def test_a_full_disk_stops_the_acks_and_loses_nothing(run: FaultRun, small_disk:
     run.output = small_disk / "all.jsonl"
     outputs = f'[[outputs]]\nname = "all"\ntype = "file"\npath = "{run.output}"\n\n' \
               '[[routes]]\nformat = "trace"\noutput = "all"\n'
-    with run.start(run.config(outputs=outputs), seconds=25) as daemon:
-        with run.fault("the output's disk full for 8 s (a 4 MiB tmpfs)"):
+    with run.start(run.config(outputs=outputs), seconds=12) as daemon:
+        with run.fault("the output's disk full for 5 s (a 4 MiB tmpfs)"):
             filler = fill(small_disk, leave=0)
             wait_for(lambda: FAILED in daemon.messages(), what="the disk-full error")
-            pause_for(8)
+            pause_for(5)
             filler.unlink()
         run.recovered()
         run.finish(daemon)
@@ -216,12 +216,12 @@ def test_a_stalled_syslog_receiver_loses_nothing_and_the_amqp_connection_stays_u
         config = run.config(outputs=SYSLOG_OUTPUT.replace("{port}", str(rsyslog.port)))
         trace = workdir / "formats" / "trace.j2"
         trace.write_text(trace.read_text().rstrip("\n") + f' {{{{ "x" * {PAD} }}}}\n')
-        with run.start(config, seconds=30, emails=3000) as daemon:
-            with run.fault("the syslog receiver (rsyslog, TCP) stopped (SIGSTOP) until the acks stop, then 10 s more"):
+        with run.start(config, seconds=15, emails=3000) as daemon:
+            with run.fault("the syslog receiver (rsyslog, TCP) stopped (SIGSTOP) until the acks stop, then 5 s more"):
                 rsyslog.signal(signal.SIGSTOP)
                 # the kernel's socket buffers take megabytes first: the stall bites once they are full
                 wait_for(lambda: FAILED in daemon.messages(), timeout=30, what="backpressure: the acks stop")
-                pause_for(10)
+                pause_for(5)
                 rsyslog.signal(signal.SIGCONT)
             run.recovered()
             run.finish(daemon)
