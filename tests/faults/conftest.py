@@ -10,8 +10,6 @@ import figures
 from broker import RabbitNode
 from oracle import FaultRun
 
-pytestmark = pytest.mark.broker
-
 
 @pytest.fixture
 def run(request: pytest.FixtureRequest, rabbit: RabbitNode, workdir: Path) -> Iterator[FaultRun]:
