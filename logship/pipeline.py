@@ -228,4 +228,17 @@ class Pipeline:
 
 def _without_secrets(message: dict[str, Any]) -> bytes:
     """The decoded message as JSON with its secrets replaced: enough for a replay, safe to keep."""
-    return orjson.dumps(redact(message))
+    clean = redact(message)
+    try:
+        return orjson.dumps(clean)
+    except TypeError:  # nested past what orjson writes (254 levels; it reads 1024): keep the rest
+        return orjson.dumps({key: _writable(value) for key, value in clean.items()})
+
+
+def _writable(value: Any) -> Any:
+    """`value` if orjson can write it, else a note saying why it was left out."""
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return "(left out: nested too deep to write)"
+    return value

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pika
 
+from helpers import scaled
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
@@ -73,7 +74,8 @@ class RabbitNode:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/{vhost}"
 
     def start(self, timeout: float = 90) -> None:
-        """Start the node and wait until it accepts AMQP connections."""
+        """Start the node and wait until it accepts AMQP connections (`timeout` scaled)."""
+        timeout = scaled(timeout)
         log = open(self.dir / "server.out", "ab")
         # The server's own script, not Debian's /usr/sbin wrapper: that one switches user with su,
         # which starts a new session where stop() could not reach the Erlang VM.
@@ -100,7 +102,7 @@ class RabbitNode:
         except ProcessLookupError:
             pass
         try:
-            self.process.wait(timeout=60)
+            self.process.wait(timeout=scaled(60))
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
@@ -108,8 +110,9 @@ class RabbitNode:
         self.process = None
 
     def _wait_port_closed(self) -> None:
-        """Wait until the AMQP port is really released (beam may linger a moment)."""
-        for _ in range(100):
+        """Wait until the AMQP port is really released (beam may linger a moment, longer on a loaded host)."""
+        deadline = time.monotonic() + scaled(10)
+        while time.monotonic() < deadline:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) != 0:
                     return
@@ -123,7 +126,7 @@ class RabbitNode:
     def ctl(self, *args: str) -> str:
         """Run rabbitmqctl against this node."""
         return subprocess.run(["rabbitmqctl", "-q", "-n", self.name, *args], env=self.env,
-                              check=True, capture_output=True, text=True, timeout=60).stdout
+                              check=True, capture_output=True, text=True, timeout=scaled(60)).stdout
 
     def new_vhost(self) -> str:
         """A fresh virtual host, so each test has queues of its own."""

@@ -220,15 +220,33 @@ def written(*folders: Path) -> list[dict[str, Any]]:
 
 
 def check_every_attempt_once(lines: list[dict[str, Any]], events: list[dict[str, Any]],
-                             republished: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
+                             republished: list[dict[str, Any]], folders: tuple[Path, ...] = ()) -> Counter[tuple[Any, ...]]:
     """Assert every attempt is written, and twice only where RabbitMQ redelivered (or the publisher sent it again)."""
     counts = Counter((r["recipient"], r["attempt"], r["time"]) for r in lines)
-    assert sorted(counts) == expected_attempts(events), "an attempt is missing (or one that was never sent)"
+    expected = expected_attempts(events)
+    assert sorted(counts) == expected, missing_attempts(set(expected) - set(counts), set(counts) - set(expected), folders)
     twice = {key for key, n in counts.items() if n > 1}
     redelivered = {(r["recipient"], r["attempt"], r["time"]) for r in lines if r["redelivered"]}
     redelivered |= {(r["recipient"], r["attempt"], r["time"]) for r in expected_records(republished)}
     assert twice <= redelivered, f"duplicates that redelivery does not explain: {sorted(twice - redelivered)[:5]}"
     return counts
+
+
+def missing_attempts(missing: set[tuple[Any, ...]], unknown: set[tuple[Any, ...]], folders: tuple[Path, ...]) -> str:
+    """What to know when an attempt is missing: which, and what each daemon quarantined or rejected.
+
+    An earlier run once found one attempt missing and kept nothing to tell why; this says it next time.
+    """
+    said = [f"{len(missing)} attempts missing, e.g. {sorted(missing)[:5]}; {len(unknown)} never sent, e.g. {sorted(unknown)[:5]}"]
+    for folder in folders:
+        quarantine = folder / "quarantine" / "quarantine.jsonl"
+        if quarantine.exists():
+            said += [f"{folder.name} quarantined: {json.loads(line)['reason']}" for line in quarantine.read_text().splitlines()[:5]]
+        log = folder / "logship.stderr"
+        if log.exists():
+            said += [f"{folder.name} logged: {line[:300]}" for line in log.read_text().splitlines()
+                     if "quarantined" in line or "Traceback" in line][:5]
+    return "\n".join(said)
 
 
 def expected_records(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,19 +1,39 @@
 """Fixtures: the samples, a private RabbitMQ node, configs in temporary folders, leak checks."""
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from broker import RabbitNode
+from helpers import scaled
 from cluster import RabbitCluster, TestCA
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests (tests/test_properties.py): few examples, derandomized, so a run is quick on a
+# loaded 2-core machine and never flakes (the same examples every time, no example database).
+# HYPOTHESIS_PROFILE=explore searches much further, with fresh examples each run.
+settings.register_profile("logship", max_examples=60, derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                 HealthCheck.function_scoped_fixture])
+settings.register_profile("explore", max_examples=3000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                 HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "logship"))
 SAMPLES = ROOT / "tests" / "samples"
 FORMATS = ROOT / "formats"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """--figures: after the fault suite (tests/faults), write its table into docs/guarantees.md."""
+    parser.addoption("--figures", action="store_true",
+                     help="write the fault suite's figures into docs/guarantees.md at the end of the run")
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +78,6 @@ def no_leaked_threads() -> Iterator[None]:
     yield
     leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     for thread in leaked:
-        thread.join(timeout=2)
+        thread.join(timeout=scaled(2))  # a thread on its way out may take longer on a loaded host
     leaked = [t.name for t in leaked if t.is_alive()]
     assert not leaked, f"threads left running: {leaked}"

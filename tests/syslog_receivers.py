@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from broker import free_port
+from helpers import scaled
 
 RECEIVERS = Path(os.environ.get("LOGSHIP_RECEIVERS", "/var/cache/logship-test/receivers"))
 LIBRARIES = f"{RECEIVERS}/usr/lib/x86_64-linux-gnu:{RECEIVERS}/lib/x86_64-linux-gnu:{RECEIVERS}/usr/lib/syslog-ng"
@@ -66,16 +67,29 @@ class Receiver:
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 15) -> None:
-        """Wait for the pid file the receiver writes once its inputs are open."""
-        deadline = time.monotonic() + timeout
+        """Wait for the pid file the receiver writes once its inputs are open (`timeout` scaled)."""
+        deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:  # type: ignore[union-attr]
                 raise RuntimeError(f"{self.command()[0]} exited: {(self.folder / 'stdout').read_text()[-2000:]}")
-            if (self.folder / "pid").exists():
-                time.sleep(0.2)  # the pid file comes a moment before every listener is bound
+            # the pid file comes a moment before every listener is bound: on a loaded host, more
+            # than a moment; a datagram sent before the bind is dropped without a word
+            if (self.folder / "pid").exists() and self.listening():
                 return
             time.sleep(0.05)
         raise RuntimeError(f"{self.command()[0]} did not start: {(self.folder / 'stdout').read_text()[-2000:]}")
+
+    def config_text(self) -> str:
+        """The receiver's config file (what it listens on is named there)."""
+        return ""
+
+    def listening(self) -> bool:
+        """Whether every input the config names is bound: the TCP or UDP port, the unix socket."""
+        text = self.config_text()
+        if str(self.port) in text and not _bound(self.port):
+            return False
+        socket_path = getattr(self, "socket", None)
+        return socket_path is None or str(socket_path) not in text or Path(socket_path).exists()
 
     def signal(self, signum: int) -> None:
         """Send a signal (SIGSTOP, SIGCONT, ...)."""
@@ -121,6 +135,9 @@ class Rsyslog(Receiver):
         (folder / "rsyslog.conf").write_text(f'global(workDirectory="{folder}" {global_params})\n{body}\n'
                                              + RSYSLOG_TEMPLATE.replace("{out}", str(self.out)))
 
+    def config_text(self) -> str:
+        return (self.folder / "rsyslog.conf").read_text()
+
     def command(self) -> list[str]:
         return [str(RECEIVERS / "usr/sbin/rsyslogd"), "-n", "-f", str(self.folder / "rsyslog.conf"),
                 "-i", str(self.folder / "pid"), "-M", str(RECEIVERS / "usr/lib/x86_64-linux-gnu/rsyslog")]
@@ -152,6 +169,9 @@ log {{ source(s_net); destination(d_out); }};
 log {{ source(s_internal); destination(d_internal); }};
 """)
 
+    def config_text(self) -> str:
+        return (self.folder / "syslog-ng.conf").read_text()
+
     def command(self) -> list[str]:
         f = self.folder
         return [str(RECEIVERS / "usr/sbin/syslog-ng"), "-F", "--no-caps", "-f", str(f / "syslog-ng.conf"),
@@ -168,6 +188,20 @@ log {{ source(s_internal); destination(d_internal); }};
                 continue
             found += [line for line in text.splitlines() if "Error processing log message" in line]
         return found
+
+
+def _bound(port: int) -> bool:
+    """Whether some socket is bound to `port`: listening for TCP, bound for UDP (the kernel's tables)."""
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        try:
+            rows = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and (table.startswith("udp") or fields[3] == "0A"):
+                return True
+    return False
 
 
 def make_certificates(folder: Path) -> dict[str, Path]:

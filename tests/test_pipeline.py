@@ -178,3 +178,26 @@ def test_a_delivery_quarantined_whole_counts_no_attempt_and_one_with_a_failed_ro
     assert not pipeline.handle(delivery("dns-failure.json", customer="acme"))  # every route fails
     pipeline.flush()
     assert attempts.by_provider == {("bounced", "other"): 1}
+
+
+def test_an_attempt_whose_state_is_not_a_string_is_written_not_raised(pipeline):
+    message = json.loads((SAMPLES / "dns-failure.json").read_text())
+    message["results"][0]["state"] = ["process"]  # any JSON value may come where a string is expected
+    assert pipeline.handle(Delivery(json.dumps(message).encode(), Source("results")))
+    pipeline.flush()
+    assert len(pipeline.sinks["all"].held) == 1
+
+
+def test_a_message_nested_too_deep_to_write_back_still_quarantines_its_failed_route(pipeline, workdir):
+    (workdir / "formats" / "logfmt.j2").write_text("{{ attempt.code // 0 }}")
+    pipeline.formats = FormatSet.load(workdir / "formats")
+    nested: object = 1
+    for _ in range(600):  # orjson reads 1024 levels but writes only 254
+        nested = [nested]
+    body = json.loads((SAMPLES / "dns-failure.json").read_text()) | {"customer": "acme", "deep": nested}
+    assert pipeline.handle(Delivery(json.dumps(body).encode(), Source("results")))
+    pipeline.flush()
+    kept = json.loads((workdir / "quarantine" / "quarantine.jsonl").read_text())
+    assert kept["routes"][0]["format"] == "logfmt"
+    assert json.loads(kept["body"])["deep"] == "(left out: nested too deep to write)"
+    assert json.loads(kept["body"])["recipient"] == body["recipient"]

@@ -126,7 +126,7 @@ def outcome(attempt: dict[str, Any], final: bool) -> str:
         return "delivered"
     if state == "process" and result == "timeout":
         return "expired"
-    if state in LOCAL_STATES:
+    if isinstance(state, str) and state in LOCAL_STATES:  # any JSON value may come: a list is unhashable
         return "failed"
     fatal = attempt.get("fatal")
     if fatal is True or (fatal is None and _reply_class(attempt) == "5"):

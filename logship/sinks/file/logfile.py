@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
+import stat
 import time
 from dataclasses import dataclass
 
@@ -13,6 +15,9 @@ LOCK_WAIT = 5.0  # seconds a batch waits for a rotation holding the lock (copytr
 # How long a vanished path is left to its rotator: logrotate renames, then creates the new file;
 # a file created by us in between would be renamed to NAME-DATE.backup by logrotate.
 MISSING_GRACE = 1.0
+TAIL_CHUNK = 65536  # bytes read at a time, backwards, looking for a torn last line's start
+
+log = logging.getLogger("logship")
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class LogFile:
         self.started: float | None = None  # last write of a file found on disk; None: created here
         self.unsynced = False
         self._missing_since: float | None = None
+        self._tail_unchecked = False  # a file found on disk: its last line may be torn
 
     def append(self, data: bytes) -> None:
         """Write all of `data` (after the header, in a new file) or cut the file back and raise."""
@@ -42,6 +48,8 @@ class LogFile:
         self._lock(fd)
         try:
             start = os.fstat(fd).st_size
+            if self._tail_unchecked:
+                start = self._cut_torn_tail(fd, start)
             if start == 0 and self.header:
                 data = self.header.encode("utf-8", "replace") + b"\n" + data
             view = memoryview(data)
@@ -93,6 +101,7 @@ class LogFile:
         except FileExistsError:
             fd = os.open(self.path, flags)
             self.started = os.fstat(fd).st_mtime
+            self._tail_unchecked = True
             return fd
         try:
             os.fchmod(fd, self.own.mode)  # the umask must not narrow the configured mode
@@ -132,6 +141,26 @@ class LogFile:
             except OSError:
                 return  # no flock on this file system: write unlocked
 
+    def _cut_torn_tail(self, fd: int, size: int) -> int:
+        """Cut a last line without its newline from a file found on disk; the size after.
+
+        A daemon killed inside write(2) can leave half a batch (Linux ends a write between two
+        pages once SIGKILL is pending). That batch was never acked, so it comes again; the
+        fragment would otherwise glue itself onto the first record appended now.
+        """
+        self._tail_unchecked = False
+        if size == 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
+            return size
+        try:
+            whole = _last_newline_end(fd, size)
+        except OSError:  # not readable by us: append as before
+            return size
+        if whole < size:
+            self._cut_back(fd, whole)
+            log.warning("a torn last line was cut from an output file found on disk",
+                        extra={"path": self.path, "bytes": size - whole})
+        return os.fstat(fd).st_size
+
     @staticmethod
     def _cut_back(fd: int, size: int) -> None:
         """Drop a partly written batch so the file ends with a whole line."""
@@ -146,6 +175,20 @@ class LogFile:
         fd, self.fd, self._missing_since = self.fd, None, None
         if fd is not None:
             os.close(fd)
+
+
+def _last_newline_end(fd: int, size: int) -> int:
+    """The offset just past the file's last newline (0 when it has none); the descriptor may be write-only."""
+    with open(f"/proc/self/fd/{fd}", "rb") as reader:  # the same file, opened for reading
+        end = size
+        while end > 0:
+            start = max(0, end - TAIL_CHUNK)
+            reader.seek(start)
+            at = reader.read(end - start).rfind(b"\n")
+            if at >= 0:
+                return start + at + 1
+            end = start
+    return 0
 
 
 def _unlock(fd: int) -> None:
