@@ -64,6 +64,7 @@ class FaultRun:
         self.healed_at: float | None = None
         self.recover_s: float | None = None
         self.exits = "still running; 0 on SIGTERM"
+        self.running: RunningDaemon | None = None  # the daemon started last
 
     def config(self, url: str | None = None, heartbeat: int = 10, outputs: str = TRACE_OUTPUT) -> Path:
         """A config tracing every record to log/all.jsonl (or `outputs`), consuming results and retry."""
@@ -81,7 +82,7 @@ class FaultRun:
 
     def daemon(self, config: Path) -> RunningDaemon:
         """Start a daemon and wait until it consumes."""
-        daemon = RunningDaemon(config)
+        daemon = self.running = RunningDaemon(config)
         wait_for(lambda: "consuming" in daemon.messages() or daemon.process.poll() is not None,
                  what="the daemon consuming")
         assert daemon.process.poll() is None, f"the daemon exited: {daemon.log_path.read_text()[-3000:]}"
@@ -112,7 +113,9 @@ class FaultRun:
         count = flowing or self.written
         assert self.healed_at is not None, "no fault has healed yet"
         before = count()
-        wait_for(lambda: count() > before, timeout=timeout, what="records flowing again after the fault")
+        daemons = (self.running,) if self.running else ()
+        wait_for(lambda: exited(daemons) or count() > before, timeout=timeout, what="records flowing again after the fault")
+        assert not exited(daemons), f"the daemon exited under the fault: {exited(daemons)}"
         self.recover_s = time.monotonic() - self.healed_at
         return self.recover_s
 
@@ -121,7 +124,9 @@ class FaultRun:
         assert self.feed is not None
         published = self.feed.finish()
         want = expected(self.events)
-        wait_for(lambda: sum(queue_depth(self.url, q) for q in QUEUES) == 0, timeout=120, what="no ready messages")
+        wait_for(lambda: exited(daemons) or sum(queue_depth(self.url, q) for q in QUEUES) == 0, timeout=120,
+                 what="no ready messages")
+        assert not exited(daemons), f"the daemon exited: {exited(daemons)}"
         wait_for(lambda: self.unsettled() == 0, timeout=60, what="nothing left unacknowledged")
         # Acked means held by the outputs; a receiver may still be writing what it was sent. What
         # is missing once this wait is over is missing for good: the oracle says which.
@@ -130,8 +135,8 @@ class FaultRun:
                      timeout=10, what=f"all {len(want)} attempts written")
         except AssertionError:
             pass
+        assert not exited(daemons), f"the daemon exited: {exited(daemons)}"
         for daemon in daemons:
-            assert daemon.process.poll() is None, f"the daemon exited: {daemon.log_path.read_text()[-3000:]}"
             assert daemon.stop() == 0
         return self.judge(published, want)
 
@@ -167,6 +172,14 @@ class FaultRun:
         """Stop the traffic (a scenario that failed midway)."""
         if self.feed is not None and self.feed.is_alive():
             self.feed.abandon()
+
+
+def exited(daemons: tuple[RunningDaemon, ...]) -> str:
+    """The end of the log of a daemon that exited (a crash under the fault), else ''."""
+    for daemon in daemons:
+        if daemon.process.poll() is not None:
+            return f"code {daemon.process.returncode}: {daemon.log_path.read_text()[-3000:]}"
+    return ""
 
 
 def daemon_connections(rabbit: RabbitNode, vhost: str) -> list[str]:
