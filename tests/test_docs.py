@@ -305,3 +305,13 @@ def test_the_copy_queue_steps_bind_queues_of_logships_own_to_mailerqs_exchange(r
     connection.close()
     wait_for(lambda: (queue_depth(url, "logship-results"), queue_depth(url, "logship-retry")) == (1, 2),
              what="a copy of each result in logship's queues")
+
+
+def test_the_guarantees_page_has_a_held_row_for_every_fault_scenario() -> None:
+    """The fault table (./tests/run tests/faults --figures) is not stale: a row per scenario, each held."""
+    text = (DOCS / "guarantees.md").read_text()
+    table = text[text.index("<!-- fault figures: begin -->"):text.index("<!-- fault figures: end -->")]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith(("| fault |", "| --- "))]
+    scenarios = re.findall(r"^def test_", (ROOT / "tests" / "faults" / "test_faults.py").read_text(), re.MULTILINE)
+    assert len(rows) == len(scenarios), "run ./tests/run tests/faults --figures after adding or removing a scenario"
+    assert all(row.rstrip(" |").endswith("yes") for row in rows), "a scenario that did not hold is in the table"
