@@ -75,24 +75,22 @@ class Pipeline:
 
     def handle(self, delivery: Delivery) -> bool:
         """Write the delivery's records; False when it was quarantined whole and must be rejected."""
+        # the deliverability counters note the attempts as records() makes them (counted at the flush
+        # before the ack); a replay of failed routes redoes attempts already counted
+        noted = self.stats.attempts.noting if delivery.only is None else None
+        mark = len(noted) if noted is not None else 0
         try:
             message = decode(delivery.body, delivery.content_encoding, self.max_size, self.max_attempts)
             source, only = delivery.source, delivery.only
             if only is not None:  # the failed attempts are named: read them all, whatever the scope
                 source = dataclasses.replace(source, scope="all")
-            batch = records(message, source, self.clock())
-            lines, failures = self.render(batch, message, only)
+            lines, failures = self.render(records(message, source, self.clock(), noted), message, only)
         except MessageError as error:
-            self._quarantine(delivery, str(error))
-            return False
+            return self._refuse(delivery, str(error), noted, mark)
         except MemoryError:  # one delivery's failure, never the daemon's
-            self._quarantine(delivery, "MemoryError: handling this delivery ran out of memory")
-            return False
+            return self._refuse(delivery, "MemoryError: handling this delivery ran out of memory", noted, mark)
         if failures and not lines and only is None:  # every route failed: reject it whole
-            self._quarantine(delivery, self._reason(failures, message), message)
-            return False
-        if only is None:  # a replay of failed routes redoes attempts already counted
-            self.stats.attempts.note(batch)  # counted at the flush before the ack (stats.written)
+            return self._refuse(delivery, self._reason(failures, message), noted, mark, message)
         buffered = self.stats.buffered
         for lane, record, line in lines:
             lane.sink.write(record, line, lane.route)
@@ -100,6 +98,14 @@ class Pipeline:
         if failures:
             self._quarantine(delivery, self._reason(failures, message), message, failures)
         return True
+
+    def _refuse(self, delivery: Delivery, reason: str, noted: list[Any] | None, mark: int,
+                message: dict[str, Any] | None = None) -> bool:
+        """Quarantine the whole delivery, its attempts not counted; False: it is to be rejected."""
+        if noted is not None:
+            del noted[mark:]
+        self._quarantine(delivery, reason, message)
+        return False
 
     def render(self, batch: list[dict[str, Any]], message: dict[str, Any],
                only: frozenset[tuple[str, str, int]] | None = None,

@@ -65,14 +65,19 @@ class Attempts:
 
     def __init__(self, labels: AttemptLabels | None = None) -> None:
         self.labels = labels
-        self.pending: list[dict[str, Any]] = []  # records taken by the pipeline, not yet written
+        self.pending: list[Noted] = []  # attempts taken by the pipeline, not yet written
         self.by_provider: Counter[tuple[str, str]] = Counter()
         self.by_source: Counter[tuple[str, str]] = Counter()
         self.by_status: Counter[tuple[str, str]] = Counter()
         self.lag = Durations(LAG_BUCKETS)
 
+    @property
+    def noting(self) -> list[Noted] | None:
+        """Where records() notes each attempt it makes (render/record.py), or None when nothing is counted."""
+        return self.pending if self.labels is not None else None
+
     def note(self, records: Iterable[dict[str, Any]]) -> None:
-        """The records of a delivery the pipeline took (hot path: one small tuple per attempt)."""
+        """Note records made without `noting` (tests, tools): one small tuple per attempt."""
         if self.labels is not None:
             self.pending += [(derived["outcome"], derived["recipient_domain"], attempt.get("from"),
                               attempt.get("status"), attempt.get("time")) for attempt, derived in map(_PARTS, records)]
