@@ -183,10 +183,13 @@ def test_the_documented_example_of_metrics_providers_loads(tmp_path):
     assert "orange" not in table and "*.onmicrosoft.com" in table["microsoft"] and table["acme"][1] == "*.acme.example"
 
 
-def test_the_example_alert_rules_are_rules_promtool_accepts(tmp_path):
+def test_the_example_alert_rules_cover_providers_ips_lag_and_caps_and_promtool_accepts_them(tmp_path):
     if shutil.which("promtool") is None:
         pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
     rules = tmp_path / "rules.yml"
     rules.write_text(fenced(DOCS / "operations.md", "### Alerts", "yaml"))
+    alerts = rules.read_text().count("- alert: ")
+    assert {"ProviderDeferring", "SendingIPDeferredMoreThanItsPool", "LogshipLogsLagging", "LogshipQueueAtCap"} <= \
+        set(re.findall(r"- alert: (\w+)", rules.read_text()))
     result = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True)
-    assert result.returncode == 0 and "SUCCESS: 10 rules found" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and f"SUCCESS: {alerts} rules found" in result.stdout, result.stdout + result.stderr
