@@ -3,9 +3,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from typing import IO, Iterable, Iterator
+
+# logrotate's postrotate (SIGUSR1) or a reload (SIGHUP) may reach a daemon that is still
+# starting: their default action would kill it. Until the daemon installs its handlers there
+# is nothing to reopen or reload yet (files are opened and the config read after), so both
+# are ignored from the first moment the command runs, before the slower imports below.
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 from . import __version__
 from .config.load import Config, scoped, warnings

@@ -140,6 +140,14 @@ class RunningDaemon:
         """The `message` of each own log line."""
         return [entry["message"] for entry in self.log()]
 
+    def signals_handled(self) -> bool:
+        """Whether SIGUSR1 and SIGHUP no longer kill the process (ignored or caught, per /proc)."""
+        fields = dict(line.split(":\t", 1) for line in
+                      Path(f"/proc/{self.process.pid}/status").read_text().splitlines() if ":\t" in line)
+        handled = int(fields.get("SigIgn", "0"), 16) | int(fields.get("SigCgt", "0"), 16)
+        wanted = (1 << (signal.SIGUSR1 - 1)) | (1 << (signal.SIGHUP - 1))
+        return handled & wanted == wanted
+
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM and wait (`timeout` scaled); returns the exit code."""
         if self.process.poll() is None:

@@ -82,7 +82,7 @@ def test_an_empty_environ_is_an_empty_environment(workdir, monkeypatch):
 
 @pytest.mark.parametrize("broker, key, words", [
     ('url = []', "broker.url", "at least one"),
-    ('url = ["amqp://mq1/v", "http://mq2/v"]', "broker", "url[1]: must start with"),
+    ('url = ["amqp://mq1/v", "http://mq2/v"]', "broker.url[1]", "must start with"),
     ('url = "amqps://mq/v?ssl_options=%7B%7D"', "broker.url", "use broker.tls_ca"),
     ('url = "amqps://mq/v"\ntls_ca = "missing.pem"', "broker.tls_ca", "cannot read"),
     ('url = "amqps://mq/v"\ntls_ca = "not-a-cert.pem"', "broker.tls_ca", "cannot load"),

@@ -104,6 +104,9 @@ def test_logrotate_forced_twice_a_second_under_load_loses_and_duplicates_nothing
     started = time.monotonic()
     with RunningDaemon(config) as daemon:
         conf.write_text(snippet(mode, output, daemon.process.pid))
+        # a signal in the first instants of the interpreter, before logship's code runs, would
+        # kill any program that handles it; logrotate's SIGUSR1 comes once logship's has
+        wait_for(daemon.signals_handled, timeout=30, what="SIGUSR1 handled")
         loop = start_rotating(conf, state)
         try:
             published = publish(vhost_url, events)  # the daemon writes while this publishes

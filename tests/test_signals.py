@@ -6,6 +6,7 @@ import json
 import signal
 import stat
 import subprocess
+import time
 import tomllib
 from pathlib import Path
 
@@ -105,3 +106,21 @@ def test_sigusr1_from_the_shipped_logrotate_reopens_outputs_and_quarantine_witho
     assert hup[("logship_reloads_total", (("outcome", "ok"),))] == 1
     assert len(listener.with_key("RELOADING")) == 1, "SIGUSR1 sent RELOADING=1"
     assert daemon.messages().count("reloaded") == 1
+
+
+@pytest.mark.broker
+def test_sigusr1_and_sighup_while_the_daemon_starts_do_not_kill_it(workdir, vhost_url):
+    (workdir / "formats" / "trace.j2").write_text(TRACE)
+    config = write_config(workdir, vhost_url, TRACE_OUTPUT, queues=("results",))
+    with RunningDaemon(config) as daemon:
+        wait_for(daemon.signals_handled, timeout=30, what="SIGUSR1 and SIGHUP handled")
+        for _ in range(50):  # from the first instants of logship's code to well after start-up
+            for sig in (signal.SIGUSR1, signal.SIGHUP):
+                if daemon.process.poll() is None:
+                    daemon.process.send_signal(sig)
+            if "consuming" in daemon.messages():
+                break
+            time.sleep(0.02)
+        assert daemon.process.poll() is None, "a signal at start-up killed the daemon"
+        wait_for(lambda: "consuming" in daemon.messages(), timeout=60, what="the daemon consuming")
+        assert daemon.stop() == 0
