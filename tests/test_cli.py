@@ -113,3 +113,10 @@ def test_replay_of_a_quarantine_file_sends_the_kept_bodies_again(config, workdir
     lines = (workdir / "log" / "deliveries.log").read_text().splitlines()
     assert lines == ["[2026-11-27 08:00:01] dns:error 1 <bounces@sender.example.com> "
                      "<someone@no-such-domain.invalid> 550 5.1.2 Host or domain name not found"] * 2
+
+
+def test_the_command_line_ignores_sigusr1_and_sighup_before_its_slower_imports():
+    probe = ("import signal, sys; import logship.cli; "
+             "print(signal.getsignal(signal.SIGUSR1) == signal.getsignal(signal.SIGHUP) == signal.SIG_IGN)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True", "a logrotate SIGUSR1 during start-up would kill the daemon"
