@@ -13,6 +13,7 @@ import functools
 from typing import Any, Callable
 
 from jinja2 import ChainableUndefined, nodes
+from jinja2.utils import missing
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -90,11 +91,16 @@ class Sandbox(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         """`obj.attribute`: a plain dict's key directly (the hot path); everything else the checked way."""
         if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
-            try:
-                return obj[attribute]
-            except KeyError:
-                return self.undefined(obj=obj, name=attribute)
+            value = obj.get(attribute, missing)  # no KeyError raised and caught: a missing field is common
+            return self.undefined(obj=obj, name=attribute) if value is missing else value
         return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        """`obj[argument]`: a plain dict's text key directly; jinja2's way (two exceptions when missing) otherwise."""
+        if type(obj) is dict and type(argument) is str and argument not in _DICT_ATTRIBUTES:
+            value = obj.get(argument, missing)
+            return self.undefined(obj=obj, name=argument) if value is missing else value
+        return super().getitem(obj, argument)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         """`left operator right`, refused when the result would be too big to build."""
