@@ -121,7 +121,7 @@ class Pipeline:
                 # a format that opted in to the secrets sees the message as it came
                 seen = {**record, "message": message} if lane.secrets else record
                 try:
-                    if not lane.router.matches(seen):
+                    if not (lane.takes_all or lane.router.matches(seen)):
                         continue
                 except (Exception, RenderTimeout) as error:  # a user's `when` may raise anything
                     failures.append(self._failed(lane, seen, RenderError(

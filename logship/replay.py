@@ -27,6 +27,7 @@ from .render.record import Source
 FLUSH_EVERY = 10_000
 PROGRESS_EVERY = 1_000  # messages between progress bar updates: a bar update costs more than a message
 
+WRAPPED = (b'{"queue"', b'{"quarantined"')  # how a line that is not a plain result message starts
 Line = tuple[bytes, str, "str | None", "frozenset[tuple[str, str, int]] | None", str]
 """What a replayed line stands for: body, queue, content encoding, the only routes to redo, routing key."""
 
@@ -40,8 +41,10 @@ def lines(name: str, queue: str) -> Iterator[Line]:
     with sys.stdin.buffer if name == "-" else open(name, "rb") as f:
         for line in f:
             line = line.strip()
-            if line:
+            if line.startswith(WRAPPED):
                 yield unwrap(line, queue)
+            elif line:  # a plain result message, most lines: no call
+                yield line, queue, None, None, ""
 
 
 def unwrap(line: bytes, queue: str) -> Line:
@@ -50,7 +53,7 @@ def unwrap(line: bytes, queue: str) -> Line:
     A quarantine entry with `routes` was written in part: only its failed (format, output,
     attempt) are rendered again, so after a fix and a replay every output holds it once.
     """
-    if not line.startswith((b'{"queue"', b'{"quarantined"')):
+    if not line.startswith(WRAPPED):
         return line, queue, None, None, ""
     try:
         entry = orjson.loads(line)

@@ -42,13 +42,14 @@ def routers(config: Config) -> list[Router]:
 class Lane:
     """A route wired to its sink: what each record it takes needs, looked up once per setup."""
 
-    __slots__ = ("router", "route", "sink", "check", "counted", "secrets")
+    __slots__ = ("router", "route", "sink", "check", "counted", "secrets", "takes_all")
 
     def __init__(self, router: Router, sink: Sink, secrets: bool = False) -> None:
         self.router, self.route, self.sink = router, router.route, sink
         self.check: Callable[[dict[str, Any]], Any] | None = getattr(sink, "check", None)
         self.counted = (router.route.output, router.route.format)  # the key of Stats.buffered
         self.secrets = secrets  # its format opted in to see the message's secrets (formats.expose_secrets)
+        self.takes_all = router.queues is None and router.when is None  # no call to matches() per record
 
     def skips(self, record: dict[str, Any], only: frozenset[tuple[str, str, int]]) -> bool:
         """Whether a replay limited to `only` (format, output, attempt) leaves this record out here."""

@@ -12,7 +12,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from logship.errors import RenderError
-from logship.render.filters import FILTERS
+from logship.render.filters import CONTROL, FILTERS, to_json
 from logship.render.formats import ENV, Format, FormatSet, _finalize, compile_format, one_line
 from logship.render.record import Source, decode, records
 
@@ -34,6 +34,8 @@ LOOKUPS = [
     "message.__class__.__mro__", "message.tags.append", "message.tags.0", "message.tags.length",
     "extracted.headers['Message-ID']", "extracted.headers.get('MESSAGE-ID')", "extracted.headers.__class__",
     "message.get('recipient')", "message.keys() | list | length", "message.items() | list | length",
+    "message['items']", "message['nope']", "message['nope'].deeper", "message['__class__']", "message['keys']",
+    "message['get']", "attempt['cipher']['name']", "message.tags[0]", "message['tags'][1]",
 ]
 
 
@@ -153,3 +155,36 @@ def test_names_set_at_the_top_level_are_gone_for_the_next_record(tmp_path):
     fmt = FormatSet.load(tmp_path)["s"]
     assert fmt.render({"record": {"first": True}}) == "[yes]"
     assert fmt.render({"record": {"first": False}}) == "[]"
+
+
+@pytest.mark.parametrize("text", [
+    "plain", "é—ü n°1", "a\u2028b", "x\x85y", "del\x7f", "tab\there", "\u200b\u200f\u202e\u2066\u2069",
+    "\u2014" * 40 + "\u2028", "\u00b0" * 40 + "\x9f", "\u2029\u2027\u202f\u2065\u206a\u00a0\u00ad",
+    "€‰\u2030\u20ac", "\U0001f600 \u0080",
+])
+def test_the_json_filter_escapes_exactly_what_one_line_would(text):
+    for value in (text, {"k": text, "n": [text, 1, None]}):
+        assert to_json(value) == one_line(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        assert not CONTROL.search(to_json(value))
+
+
+@pytest.mark.parametrize("source, escaped", [
+    ("{{ {'a': attempt.code, 'b': message.recipient} | json }}", True),
+    ("x={{ attempt.code | json }} y={{ message.recipient | tojson }}", True),
+    ("{% if attempt.code %}{{ attempt.code | json }}{% endif %}", True),
+    ("{{ attempt.code }}", False),
+    ("a\tb {{ attempt.code | json }}", False),
+    ("{{ attempt.code | json | replace('1', '\\n') }}", False),
+    ("{% filter replace('1', '\\n') %}{{ attempt.code | json }}{% endfilter %}", False),
+    ("{% for x in message.tags %}{{ x | json }}{% endfor %}", False),
+])
+def test_only_a_format_whose_every_piece_is_escaped_skips_one_line(tmp_path, source, escaped):
+    path = tmp_path / "f.j2"
+    path.write_text(source)
+    fmt = compile_format(path)
+    assert fmt.escaped is escaped
+    record = hostile_record()
+    record["attempt"]["code"] = "1\u2028\x85"
+    record["message"]["recipient"] = "\u202e\x7f@b.example"
+    assert fmt.render(record) == one_line(fmt.template.render(record))
+    assert not CONTROL.search(fmt.render(record))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import ssl
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -148,6 +147,9 @@ def check_tls(broker: Broker) -> None:
     """Load the CA, certificate and key now, so `check` and start-up name a bad file (ValueError)."""
     if broker.tls_key and not broker.tls_cert:
         raise ValueError("tls_key: needs tls_cert (the client certificate it belongs to)")
+    if not (broker.tls_ca or broker.tls_cert):
+        return  # nothing to load: replay, render and check without TLS need no OpenSSL context
+    import ssl  # here, not at the top: only a TLS config pays for it (a tenth of replay's imports)
     probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     key = "tls_ca"
     try:

@@ -12,6 +12,17 @@ from jinja2 import Undefined
 SECRET_PATHS = (("dkim", "*", "key"), ("smarthost", "password"), ("mime",), ("data",))
 REDACTED = "[redacted]"
 
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the invisible and
+# bidirectional formatting marks (zero-width space to RLM, LRE to RLO, LRI to PDI): any of them
+# could split a record, hide part of it or reorder it on a terminal (Trojan Source).
+# Escapes are valid inside JSON strings too.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# What CONTROL matches past ASCII, as the two bytes after an E2 lead byte in UTF-8 (U+200B-F,
+# U+2028-E, U+2066-9); C1 controls are C2 80-9F.
+_MARKS = frozenset([*(bytes([0x80, b]) for b in range(0x8b, 0x90)), *(bytes([0x80, b]) for b in range(0xa8, 0xaf)),
+                    *(bytes([0x81, b]) for b in range(0xa6, 0xaa))])
+_LOOKS = 16  # lead bytes looked at before the full check is cheaper
 _LOGFMT_BARE = re.compile(r"[^\s\"=\\\x00-\x1f\x7f]+")
 _MAILERQ_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)")
 
@@ -30,9 +41,44 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+def _escape(match: re.Match[str]) -> str:
+    """The visible escape of one control character."""
+    char = match.group()
+    return _ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
+def one_line(text: str) -> str:
+    """`text` with every control character escaped, so a record is always one line."""
+    # isprintable() is false for every control and separator character, and much cheaper
+    # than the search for the common line that has none (a non-ASCII space costs a search).
+    return text if text.isprintable() else CONTROL.sub(_escape, text)
+
+
 def to_json(value: Any) -> str:
-    """Any value as JSON (a missing field is null); control characters escaped."""
-    return orjson.dumps(value, default=_default).decode()  # _default turns Undefined into null
+    """Any value as JSON (a missing field is null) on one line: every character CONTROL matches escaped."""
+    data = orjson.dumps(value, default=_default)  # _default turns Undefined into null
+    # orjson escapes C0 controls itself; the rest is looked for in the bytes, which is much
+    # cheaper than isprintable() on the text, and lets a format made of `| json` skip one_line
+    return data.decode() if _escape_free(data) else one_line(data.decode())
+
+
+def _escape_free(data: bytes) -> bool:
+    """Whether orjson's output holds nothing CONTROL matches (False when unsure: one_line decides)."""
+    if b"\x7f" in data:
+        return False
+    if data.isascii():
+        return True
+    looks, at = 0, data.find(b"\xc2")  # C2 and E2 are lead bytes only: never inside another character
+    while at >= 0:
+        if data[at + 1] < 0xa0 or looks == _LOOKS:
+            return False
+        looks, at = looks + 1, data.find(b"\xc2", at + 2)
+    at = data.find(b"\xe2")
+    while at >= 0:
+        if data[at + 1:at + 3] in _MARKS or looks == _LOOKS:
+            return False
+        looks, at = looks + 1, data.find(b"\xe2", at + 3)
+    return True
 
 
 def logfmt(value: Any) -> str:

@@ -42,8 +42,8 @@ class LogFile:
         self._missing_since: float | None = None
         self._tail_unchecked = False  # a file found on disk: its last line may be torn
 
-    def append(self, data: bytes) -> None:
-        """Write all of `data` (after the header, in a new file) or cut the file back and raise."""
+    def append(self, chunks: list[bytes]) -> None:
+        """Write all of the chunks (after the header, in a new file) or cut the file back and raise."""
         fd = self.open()
         self._lock(fd)
         try:
@@ -51,11 +51,12 @@ class LogFile:
             if self._tail_unchecked:
                 start = self._cut_torn_tail(fd, start)
             if start == 0 and self.header:
-                data = self.header.encode("utf-8", "replace") + b"\n" + data
-            view = memoryview(data)
+                chunks = [self.header.encode("utf-8", "replace") + b"\n", *chunks]
             try:
-                while view:
-                    view = view[os.write(fd, view):]
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
             except OSError as error:
                 self._cut_back(fd, start)
                 raise OutputError(f"{self.path}: write failed: {error.strerror}") from None

@@ -22,6 +22,10 @@ from .rotate import Compressor, RotatePolicy, pending, rotated_name
 # be, or the reverse; too long): the record's fault, not the output's.
 PATH_ERRORS = frozenset({errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST, errno.ELOOP, errno.EINVAL})
 PROBED_MAX = 10_000  # paths remembered as fine; forgotten all at once past this
+# Buffered lines are encoded this many at a time (about 100 KB), not all at the flush: a
+# replay's 14,000-line flush joined them into one 5-9 MB text and 4.5 MB of bytes, a heap of
+# fresh pages (page faults, cache misses) that chunks of this size never grow.
+FOLD = 256
 
 
 class FileSink:
@@ -35,7 +39,8 @@ class FileSink:
         self.rotate, self.max_open_files, self.clock = rotate, max_open_files, clock
         self.template = PathTemplate(path) if is_template(path) else None
         self.header: str | None = None  # written first into every file this sink starts
-        self._buffers: dict[str, list[str]] = {}
+        self._buffers: dict[str, list[str]] = {}   # lines not encoded yet, per path
+        self._chunks: dict[str, list[bytes]] = {}  # lines encoded FOLD at a time, before those
         # Per-record paths are worked out, and refused when unsafe, before anything of the
         # message is written (see Sink.check); one fixed path has nothing to check.
         self.check: Callable[[dict[str, Any]], str] | None = self._path_of if self.template else None
@@ -97,15 +102,20 @@ class FileSink:
         if lines is None:
             lines = self._buffers[path] = []
         lines.append(line)
+        if len(lines) >= FOLD:
+            self._chunks.setdefault(path, []).append(_encoded(lines))
+            lines.clear()
 
     def flush(self) -> None:
         """Write each file's buffered lines in one go, rotate when due, fdatasync as configured."""
         self._checked.clear()  # what a quarantined message left behind
         failures = []
         for path, lines in list(self._buffers.items()):
+            chunks = self._chunks.get(path, [])
             try:
-                self._append(path, ("\n".join(lines) + "\n").encode("utf-8", "replace"))
+                self._append(path, [*chunks, _encoded(lines)] if lines else chunks)
                 del self._buffers[path]
+                self._chunks.pop(path, None)
             except OutputError as error:
                 failures.append(str(error))
         try:
@@ -115,12 +125,12 @@ class FileSink:
         if failures:
             raise OutputError("; ".join(failures))
 
-    def _append(self, path: str, data: bytes) -> None:
-        """Append `data` to the file at `path`, rotating it first when it is due."""
+    def _append(self, path: str, chunks: list[bytes]) -> None:
+        """Append the chunks to the file at `path`, rotating it first when it is due."""
         file = self._file(path)
         if self.rotate:
-            self._rotate_if_due(file, len(data))
-        file.append(data)
+            self._rotate_if_due(file, sum(map(len, chunks)))
+        file.append(chunks)
 
     def _sync(self) -> None:
         """fdatasync every file written since the last sync, as the policy says (docs/file-output.md: durability)."""
@@ -199,6 +209,11 @@ class FileSink:
         self._files.clear()
         if self.compressor:
             self.compressor.close()
+
+
+def _encoded(lines: list[str]) -> bytes:
+    """Lines as UTF-8, each with its newline."""
+    return ("\n".join(lines) + "\n").encode("utf-8", "replace")
 
 
 def policy(output: FileOutput) -> RotatePolicy | None:
