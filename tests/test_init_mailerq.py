@@ -100,8 +100,10 @@ def test_a_mailerq_file_logship_cannot_use_exits_78_naming_the_file_and_the_key(
 
 
 def test_the_password_file_is_named_until_it_exists_and_mailerqs_password_is_never_used(tmp_path):
-    (tmp_path / "config.txt").write_text(f"rabbitmq-address: amqp://mailerq:{PASSWORD}@mq/\nrabbitmq-results: results\n")
-    out = logship("init", "--from-mailerq", str(tmp_path / "config.txt"), str(tmp_path / "etc"))
-    assert out.returncode == 0 and f"to do: put logship's password in {tmp_path / 'etc' / 'broker.password'}" in out.stdout
+    mailerq = tmp_path / "config.txt"
+    mailerq.write_text(f"rabbitmq-address: amqp://mailerq:{PASSWORD}@mq/\nrabbitmq-results: results\n")
+    out = logship("init", "--from-mailerq", str(mailerq), str(tmp_path / "etc"))
+    assert out.returncode == 0
+    assert f"to do: put logship's password in {tmp_path / 'etc' / 'broker.password'}" in out.stdout
     check = logship("check", "--config", str(tmp_path / "etc" / "logship.toml"))
     assert check.returncode == 78 and "broker.password_file" in check.stderr and PASSWORD not in check.stderr

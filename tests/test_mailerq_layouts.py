@@ -34,7 +34,7 @@ def initialised(rabbit, mq: MailerQ, folder: Path) -> tuple[Path, str]:
     (etc / "formats" / "trace.j2").write_text(TRACE)
     head = (etc / "logship.toml").read_text().split("[formats]")[0]
     config = etc / "logship.toml"
-    head = head.replace(f"max_length = {1_000_000}", f"max_length = {CAP}")
+    head = head.replace(f"max_length = {250_000}", f"max_length = {CAP}")
     config.write_text(head + f'[formats]\ndir = "{etc}/formats"\n'
                       + TRACE_OUTPUT.replace("log/all.jsonl", str(folder / "log" / "all.jsonl"))
                       + '\n[metrics]\nlisten = "127.0.0.1:0"\n')

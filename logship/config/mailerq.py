@@ -15,8 +15,9 @@ KEYS = ("rabbitmq-address", "rabbitmq-verify", "rabbitmq-exchange", "rabbitmq-re
 DEFAULT_ADDRESS = "amqp://guest:guest@localhost/"
 #: the name of every queue logship declares for itself starts so: never mistaken for one of MailerQ's
 PREFIX = "logship."
-#: caps of a copy queue: a stopped logship loses its oldest records, the broker never fills (docs/mailerq.md)
-MAX_LENGTH = 1_000_000
+#: caps of a copy queue: a stopped logship loses its oldest records, the broker never fills (docs/mailerq.md);
+#: the count matches the bytes at 4 KiB a result, so that reaching the cap is seen (AMQP counts no bytes)
+MAX_LENGTH = 250_000
 MAX_LENGTH_BYTES = 1 << 30
 
 
