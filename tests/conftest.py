@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -81,3 +83,32 @@ def no_leaked_threads() -> Iterator[None]:
         thread.join(timeout=scaled(2))  # a thread on its way out may take longer on a loaded host
     leaked = [t.name for t in leaked if t.is_alive()]
     assert not leaked, f"threads left running: {leaked}"
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel pip builds from a copy of the package's files (a build writes build/ and egg-info where it runs)."""
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "logship", src / "logship", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "docs", src / "docs")
+    dist = tmp_path_factory.mktemp("dist")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LOGSHIP_CONFIG", "VIRTUAL_ENV")}
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
+                          "-w", str(dist), str(src)], cwd=dist, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    (built,) = dist.glob("logship-*.whl")
+    return built
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs mounted for the test (the suite runs as root), unmounted after."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)

@@ -83,7 +83,7 @@ def test_a_batch_larger_than_the_prefetch_window_is_warned_about(workdir):
 def test_mistakes_name_the_file_and_the_key_path(workdir, change, key, problem):
     path = write(workdir, EXAMPLE.replace(*change, 1))
     with pytest.raises(ConfigError) as caught:
-        from logship.cli import checked_config
+        from logship.cli.commands import checked_config
         checked_config(str(path))
     assert caught.value.key == key and problem in caught.value.problem
     assert str(path) in str(caught.value)

@@ -134,7 +134,7 @@ def test_an_error_inside_a_template_is_a_render_error_naming_the_format(tmp_path
 
 @pytest.mark.parametrize("text", ["a\u2028b", "x\x85y", "tab\there", "del\x7f", "nbsp\u00a0ok", "plain", "é—ü"])
 def test_one_line_escapes_exactly_what_the_control_pattern_matches(text):
-    from logship.render.formats import CONTROL, _escape
+    from logship.render.filters import CONTROL, _escape
     assert one_line(text) == CONTROL.sub(_escape, text)
     assert "\n" not in one_line(text + "\n") and "\r" not in one_line("\r" + text)
 

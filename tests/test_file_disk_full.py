@@ -7,7 +7,6 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -19,18 +18,6 @@ from test_daemon_broker import RECORD_FORMAT
 
 FAILED = "an output failed; not acknowledging until it recovers"
 RECOVERED = "outputs recovered; acknowledging again"
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs mounted for the test (the suite runs as root), unmounted after."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def fill(disk: Path, leave: int) -> Path:

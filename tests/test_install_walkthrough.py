@@ -17,7 +17,6 @@ from typing import Any, Iterator
 import pytest
 
 from helpers import expected_attempts, line_count, publish, traffic, wait_for
-from test_package import wheel  # noqa: F401  (the fixture: the wheel pip builds from the checkout)
 from walkthrough import INSTALL, OPERATIONS, Host, blocks, clean_env, mode, section, step
 
 pytestmark = [pytest.mark.broker,

@@ -101,22 +101,6 @@ def lowest_pins() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel pip builds from a copy of the package's files (a build writes build/ and egg-info where it runs)."""
-    src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "logship", src / "logship", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "docs", src / "docs")
-    dist = tmp_path_factory.mktemp("dist")
-    out = run(sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
-              "-w", dist, src, cwd=dist)
-    assert out.returncode == 0, out.stderr
-    (built,) = dist.glob("logship-*.whl")
-    return built
-
-
-@pytest.fixture(scope="module")
 def installed(wheel: Path) -> Iterator[Path]:
     """A venv outside the checkout with the wheel and its dependencies from the index."""
     with cached_venv("wheel", wheel) as venv:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from logship.cli import EXIT_CONFIG
+from logship.cli.codes import EXIT_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "logship.service"

@@ -15,7 +15,7 @@ from jinja2.runtime import Context
 
 from .budget import BUDGET, RenderTimeout
 from ..errors import FormatError, LimitExceeded, RenderError
-from .filters import CONTROL, FILTERS, _escape, one_line  # noqa: F401 (CONTROL, _escape: named here too)
+from .filters import CONTROL, FILTERS, one_line
 from .sandbox import Sandbox, environment
 
 SUFFIX = ".j2"

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 from broker import RabbitNode
 from feed import FEED_NAME, QUEUES, Feed, expected, numbered_traffic
 from figures import Figures, record
-from helpers import TRACE_OUTPUT, RunningDaemon, queue_depth, scaled, wait_for, write_config
+from helpers import TRACE_OUTPUT, RunningDaemon, queue_depth, wait_for, write_config
 
 #: one JSON line per record: the e-mail's number, the attempt, and whether RabbitMQ redelivered it
 TRACE = ('{{ {"n": message.n, "attempt": record.attempt_number, "redelivered": record.redelivered, '

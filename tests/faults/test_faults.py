@@ -20,7 +20,7 @@ from helpers import queue_depth, wait_for
 from oracle import FaultRun, Outcome, daemon_connections, pause_for
 from proxy import Proxy
 from syslog_receivers import Rsyslog
-from test_file_disk_full import fill, small_disk  # noqa: F401  (small_disk is a fixture)
+from test_file_disk_full import fill
 
 pytestmark = pytest.mark.broker
 
