@@ -41,10 +41,13 @@ def parser() -> argparse.ArgumentParser:
             "acknowledge once they hold it. Stops cleanly on SIGTERM/SIGINT; SIGHUP reloads the config and formats and "
             "reopens files; SIGUSR1 (logrotate) only reopens files; edited formats and config are reloaded on "
             "their own.")
-    command("check", cmd_check, "validate the config and compile every format, offline",
-            "Validate the config file and compile every format; exit 0 when all is well, "
-            f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker, unless --broker.").add_argument(
-        "--broker", action="store_true", help=f"also say what each node and queue holds; {EXIT_UNAVAILABLE}: no node")
+    p_check = command("check", cmd_check, "validate the config and compile every format, offline",
+                      "Validate the config file and compile every format; exit 0 when all is well, "
+                      f"{EXIT_CONFIG} with the file, key or line when not. Needs no broker, unless --broker.")
+    p_check.add_argument("--broker", action="store_true", help="also connect to every node and say, for each "
+                         "queue, whether it exists or will be declared, arguments that differ from the config "
+                         f"({EXIT_CONFIG}), its bindings' exchanges, depth and consumers; {EXIT_UNAVAILABLE} when "
+                         "no node answers. Changes nothing on the broker (docs/mailerq.md)")
     r = command("render", cmd_render, "print the lines a message produces in one format",
                 "Render result messages (JSON files, or samples shipped with logship) through one format "
                 "and print the lines, one per attempt (--scope to choose). No broker, no outputs touched.")
@@ -79,8 +82,10 @@ def parser() -> argparse.ArgumentParser:
     p_init.add_argument("dir", nargs="?", default=os.path.dirname(DEFAULT_CONFIG), metavar="DIR",
                         help=f"the config folder (default {os.path.dirname(DEFAULT_CONFIG)})")
     p_init.add_argument("--force", action="store_true", help="overwrite existing files")
-    p_init.add_argument("--from-mailerq", metavar="FILE", help="MailerQ's config file: take what it publishes, once")
-    p_init.add_argument("--mailerq-version", metavar="X.Y", type=from_mailerq.version, help="its version, if unsure")
+    p_init.add_argument("--from-mailerq", metavar="FILE", help="MailerQ's config file (/etc/mailerq/config.txt): "
+                        "the config takes exactly what that MailerQ publishes, once (docs/mailerq.md)")
+    p_init.add_argument("--mailerq-version", metavar="X.Y", type=from_mailerq.version, help="with --from-mailerq: "
+                        "MailerQ's version, when its file leaves rabbitmq-exchange or the 5.15 layout to the defaults")
     printed = p_init.add_mutually_exclusive_group()
     printed.add_argument("--unit", action="store_true", help="print the systemd unit for this install and exit")
     printed.add_argument("--logrotate", action="store_true", help="print the logrotate snippet and exit")
