@@ -139,9 +139,17 @@ def test_a_node_restart_loses_nothing(run: FaultRun, rabbit: RabbitNode) -> None
 
 def test_a_kill_9_mid_batch_and_a_restart_lose_nothing_and_leave_no_torn_line(run: FaultRun) -> None:
     config = run.config()
+    # Batches of 20 settle within milliseconds of each chunk the feed publishes, so a kill at a
+    # random moment mostly finds nothing in hand. Here a batch is held for 2 s (a chunk comes
+    # every ~0.35 s, so the broker is never quiet long enough to settle it sooner), and the kill
+    # comes 1 s after a flush: about a second of traffic is in hand, on a busy host too.
+    config.write_text(config.read_text().replace("batch_size = 20", "batch_size = 100000\nbatch_interval = 2.0"))
     first = run.start(config, seconds=10)
     with run.fault("kill -9 of the daemon mid-batch (its last line torn, as a kill inside write(2) leaves it), then a restart"):
-        wait_for(lambda: run.written() > 300, what="a few batches")
+        wait_for(lambda: run.written() > 100, what="a first batch")
+        flushed = run.written()
+        wait_for(lambda: run.written() > flushed, what="the next batch")
+        pause_for(1.0)  # mid-batch: the fault's timing, not a wait for a condition
         first.process.kill()
         assert first.process.wait() == -signal.SIGKILL
         # Linux ends a write(2) to a regular file between two pages once a fatal signal is
