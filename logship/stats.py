@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import bisect
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -13,6 +14,10 @@ FLUSH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 #: attempt lag bounds: MailerQ stamps attempts to the second, so nothing finer; up to a day,
 #: for a backlog drained after an outage
 LAG_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
+
+#: distinct (outcome, provider, source, status) kept before they are summed into the three families
+#: (about 150 bytes each)
+FOLD_AT = 20_000
 
 
 class Durations:
@@ -66,9 +71,11 @@ class Attempts:
     def __init__(self, labels: AttemptLabels | None = None) -> None:
         self.labels = labels
         self.pending: list[Noted] = []  # attempts taken by the pipeline, not yet written
-        self.by_provider: Counter[tuple[str, str]] = Counter()
-        self.by_source: Counter[tuple[str, str]] = Counter()
-        self.by_status: Counter[tuple[str, str]] = Counter()
+        # (outcome, provider, source, status) -> attempts: one count per attempt on the hot path;
+        # the three families are sums of it, folded into `_folded` when it grows past FOLD_AT keys
+        self.combined: Counter[tuple[str, str, str, str]] = Counter()
+        self._folded: tuple[Counter[tuple[str, str]], ...] = (Counter(), Counter(), Counter())
+        self._lock = threading.Lock()  # the scrape thread reads while the loop thread folds
         self.lag = Durations(LAG_BUCKETS)
 
     @property
@@ -89,11 +96,47 @@ class Attempts:
             return
         # by column, each label worked out once per distinct value and the counting done in C
         outcomes, domains, sources, statuses, stamps = zip(*pending)
-        self.by_provider.update(zip(outcomes, labels.providers(domains)))
-        self.by_source.update(zip(outcomes, labels.sources(sources)))
-        self.by_status.update(zip(outcomes, labels.statuses(statuses)))
+        self.combined.update(zip(outcomes, labels.providers(domains), labels.sources(sources),
+                                 labels.statuses(statuses)))
         labels.lags(self.lag, stamps, now)
         pending.clear()
+        if len(self.combined) > FOLD_AT:
+            with self._lock:
+                self.combined_into(self.combined, self._folded)
+                self.combined = Counter()
+
+    @property
+    def by_provider(self) -> Counter[tuple[str, str]]:
+        """Attempts by (outcome, provider) so far."""
+        return self.families()[0]
+
+    @property
+    def by_source(self) -> Counter[tuple[str, str]]:
+        """Attempts by (outcome, sending IP label) so far."""
+        return self.families()[1]
+
+    @property
+    def by_status(self) -> Counter[tuple[str, str]]:
+        """Attempts by (outcome, status class) so far."""
+        return self.families()[2]
+
+    def families(self) -> tuple[Counter[tuple[str, str]], ...]:
+        """(by provider, by source, by status), each keyed by (outcome, label); read by the exporter."""
+        with self._lock:  # dict copies are single C calls: a batch counted meanwhile is in or out whole
+            totals = tuple(Counter(dict(c)) for c in self._folded)
+            combined = dict(self.combined)
+        self.combined_into(combined, totals)
+        return totals
+
+    @staticmethod
+    def combined_into(combined: dict[tuple[str, str, str, str], int],
+                      totals: tuple[Counter[tuple[str, str]], ...]) -> None:
+        """Sum (outcome, provider, source, status) counts into the three (outcome, label) families."""
+        by_provider, by_source, by_status = totals
+        for (outcome, provider, source, status), n in combined.items():
+            by_provider[outcome, provider] += n
+            by_source[outcome, source] += n
+            by_status[outcome, status] += n
 
 
 @dataclass

@@ -160,3 +160,88 @@ def test_the_daemon_writes_every_body_whole_from_tiny_to_larger_than_a_frame(wor
     written = {r["recipient"]: r["padding"] for r in map(json.loads, output.read_text().splitlines())}
     assert written == sizes
     assert max(sizes.values()) == 400_000
+
+
+class Consumers:
+    """The part of a pika Channel a delivery is handed to: its consumers by tag, the cancelled tags."""
+
+    def __init__(self, tags: tuple[str, ...] = ("ctag0", "ctag1", "ctag2"), cancelled: tuple[str, ...] = ()) -> None:
+        self.delivered: list[tuple] = []
+        self._consumers = {tag: self._on_message for tag in tags}
+        self._cancelled = set(cancelled)
+
+    def _on_message(self, channel: object, method: spec.Basic.Deliver, properties: spec.BasicProperties,
+                    body: bytes) -> None:
+        assert channel is self
+        self.delivered.append(delivery(method, properties, body))
+
+
+def delivery(method: spec.Basic.Deliver, properties: spec.BasicProperties, body: bytes) -> tuple:
+    """What a consumer is given, as plain values to compare."""
+    return (method.consumer_tag, method.delivery_tag, method.redelivered, method.exchange, method.routing_key,
+            dict(vars(properties)), bytes(body))
+
+
+def pikas_deliveries(frames: list[bytes]) -> list[tuple]:
+    """What pika's own channel assembles from the same frames (its ContentFrameAssembler)."""
+    assembler, out = pika.channel.ContentFrameAssembler(), []
+    for data in frames:
+        value = frame.decode_frame(data)[1]
+        if amqp_frames.is_delivery_frame(value):
+            done = assembler.process(value)
+            if done:
+                out.append(delivery(done[0].method, done[1].properties, done[2]))
+    return out
+
+
+@pytest.mark.parametrize("largest, largest_body", [(1, 5000), (7, 5000), (4096, 300_000), (400_000, 300_000)])
+def test_a_delivery_reaches_its_consumer_as_pikas_channel_would_assemble_it(largest, largest_body):
+    data = stream(120, seed=largest + 7, largest_body=largest_body)
+    pieces = chunks(data, seed=largest + 8, largest=largest)
+    theirs = feed(FrameSink(), pika.connection.Connection._on_data_available, pieces)
+    ours, channel = FrameSink(), Consumers()
+    ours._channels = {1: channel}  # type: ignore[attr-defined]
+    feed(ours, amqp_frames.on_data_available, pieces)
+    expected = pikas_deliveries(theirs.frames)
+    assert len(expected) == 120 and channel.delivered == expected
+    # only the frames no consumer takes went frame by frame: heartbeats, cancels, RPC replies
+    assert {f[0] for f in ours.frames} == {frame.Heartbeat().marshal()[0], spec.FRAME_METHOD}
+    assert ours.bytes_received == len(data) and ours.frames_received == theirs.frames_received
+
+
+def test_a_delivery_for_a_cancelled_consumer_or_an_unknown_channel_goes_pikas_way():
+    data = stream(9, seed=11)
+    cancelled, unknown = FrameSink(), FrameSink()
+    cancelled._channels = {1: Consumers(cancelled=("ctag1",))}  # type: ignore[attr-defined]
+    unknown._channels = {2: Consumers()}  # type: ignore[attr-defined]
+    feed(cancelled, amqp_frames.on_data_available, [data])
+    feed(unknown, amqp_frames.on_data_available, [data])
+    theirs = feed(FrameSink(), pika.connection.Connection._on_data_available, [data])
+    assert unknown.frames == theirs.frames  # every frame as pika decodes it, to pika's own routing
+    tags = [d[0] for d in cancelled._channels[1].delivered]  # type: ignore[attr-defined]
+    assert "ctag1" not in tags and len(tags) == 6  # the other three of nine went frame by frame (pika rejects)
+    assert len([f for f in cancelled.frames if f[0] == spec.FRAME_HEADER]) == 3
+
+
+def test_names_and_headers_are_remembered_within_bounds_and_shared_only_when_equal():
+    parts = []
+    for tag in range(1, 2 * amqp_frames.KEPT + 2):
+        props = spec.BasicProperties(content_type="application/json", headers={"n": tag % 3})
+        parts += [frame.Method(1, spec.Basic.Deliver("ctag0", tag, False, "mq", f"key{tag}")).marshal(),
+                  frame.Header(1, 2, props).marshal(), frame.Body(1, b"{}").marshal()]
+    sink, channel = FrameSink(), Consumers()
+    sink._channels = {1: channel}  # type: ignore[attr-defined]
+    amqp_frames.on_data_available(sink, b"".join(parts))
+    assert [d[4] for d in channel.delivered] == [f"key{tag}" for tag in range(1, 2 * amqp_frames.KEPT + 2)]
+    assert [d[5]["headers"] for d in channel.delivered[:4]] == [{"n": 1}, {"n": 2}, {"n": 0}, {"n": 1}]
+    remembered = sink._logship_deliveries  # type: ignore[attr-defined]
+    assert len(remembered.names) <= amqp_frames.KEPT and len(remembered.headers) == 3
+
+
+@pytest.mark.parametrize("cut", [1, 3, 9, 14])
+def test_a_deliver_frame_shorter_than_its_arguments_is_an_invalid_frame(cut):
+    method = frame.Method(1, spec.Basic.Deliver("ctag0", 1, False, "", "results")).marshal()
+    payload = method[7:-1][:-cut]
+    short = method[:3] + len(payload).to_bytes(4, "big") + payload + method[-1:]
+    with pytest.raises(pika.exceptions.InvalidFrameError):
+        amqp_frames.on_data_available(FrameSink(), short)

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import calendar
 import logging
+import random
 import time
 
 import pytest
 
 from logship.config.providers import OTHER, PROVIDERS
-from logship.render.deliverability import NONE, AttemptLabels, attempt_epoch, status_class
-from logship.stats import LAG_BUCKETS, Attempts
+from logship import stats
+from logship.render.deliverability import NONE, AttemptLabels, _observe_each, attempt_epoch, observe_lags, status_class
+from logship.stats import LAG_BUCKETS, Attempts, Durations
 
 
 @pytest.mark.parametrize(("status", "label"), [
@@ -104,3 +106,45 @@ def test_fields_a_hostile_body_made_tables_or_lists_count_as_absent_rather_than_
 def test_the_lag_buckets_reach_from_a_second_to_a_day():
     assert LAG_BUCKETS[0] == 1 and LAG_BUCKETS[-1] == 86400 and 300 in LAG_BUCKETS
     assert list(LAG_BUCKETS) == sorted(LAG_BUCKETS)
+
+
+def test_a_batch_of_well_formed_times_gets_the_same_lag_histogram_as_one_by_one():
+    rng = random.Random(3)
+    now = 1_800_000_000.25
+    for size in (1, 7, 360):
+        stamps = tuple(stamp(now - rng.choice([0, 0.5, 1, 2, 30, 86_400, 90_000]) - rng.randint(-5, 4000))
+                       for _ in range(size))
+        fast, each = Durations(LAG_BUCKETS), Durations(LAG_BUCKETS)
+        observe_lags(fast, stamps, now)
+        _observe_each(each, stamps, now)
+        assert fast.counts == each.counts and sum(fast.counts) == size
+        assert fast.sum == pytest.approx(each.sum, abs=1e-3)
+
+
+@pytest.mark.parametrize("odd", [None, 17, "soon", "2026-13-02 13:00:05", "2026-12-02 13:00:5", ["2026-12-02 13:00:05"],
+                                 ("2026-12-02 13",), "2026-12-02 13:00:05 ", "2026-12-02 24:00:00"])
+def test_one_value_that_is_no_time_leaves_the_rest_of_its_batch_counted(odd):
+    now = 1_800_000_000.0
+    attempts = counters()
+    attempts.note([record(time=stamp(now - 40)), record(time=odd), record(time=stamp(now - 3))])
+    attempts.written(now)
+    assert sum(attempts.lag.counts) == 2 and attempts.lag.sum == 43
+    assert sum(attempts.by_provider.values()) == 3
+
+
+def test_counts_summed_into_the_families_past_the_fold_are_the_same(monkeypatch):
+    monkeypatch.setattr(stats, "FOLD_AT", 5)
+    folding, whole = counters(), Attempts(AttemptLabels(PROVIDERS, 256))
+    batches = [[record(outcome, domain, **{"from": f"192.0.2.{i % 9}", "status": f"4.{i % 8}.1"})
+                for i, (outcome, domain) in enumerate([("deferred", "gmail.com"), ("bounced", "yahoo.com"),
+                                                       ("delivered", f"x{n}.example")] * 4)] for n in range(6)]
+    for batch in batches:
+        folding.note(batch)
+        folding.written(time.time())
+    assert len(folding.combined) <= 5 + 12 and any(folding._folded)  # summed along the way
+    monkeypatch.setattr(stats, "FOLD_AT", 10_000)
+    for batch in batches:
+        whole.note(batch)
+        whole.written(time.time())
+    assert not any(whole._folded)
+    assert folding.families() == whole.families() and sum(folding.by_source.values()) == 72

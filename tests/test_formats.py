@@ -174,3 +174,19 @@ def test_the_sandbox_refuses_escapes_and_mutation(source):
     else:
         assert out == "", "an unsafe attribute must read as undefined"
     assert json.dumps(record["message"], sort_keys=True) == before
+
+
+@pytest.mark.parametrize(("text", "own"), [
+    ('{{ attempt.code }} {{ record.outcome }} {{ message.recipient }} {{ extracted.subject }}', True),
+    ('{% set n = attempt.code %}{{ n }}', True),
+    ('{% for i in range(2) %}{{ i }}{% endfor %} {{ attempt.code }}', False),   # a global
+    ('{{ attempt.code }} {{ nosuchname }}', False),                                # undefined: as before
+])
+def test_a_format_that_reads_only_the_records_names_renders_the_same_without_the_globals(tmp_path, text, own):
+    (tmp_path / "f.j2").write_text(text)
+    fmt = FormatSet.load(tmp_path)["f"]
+    assert fmt.own_names is own
+    (record, _) = all_records(ROOT / "tests" / "samples" / "results-queue-after-retry.json")
+    first = fmt.render(record)
+    assert first == fmt.render(dict(record)) == ENV.from_string(text).render(**record)
+    assert "nosuchname" not in text or first.endswith(" ")

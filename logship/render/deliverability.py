@@ -5,9 +5,11 @@ import calendar
 import ipaddress
 import logging
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from itertools import compress, repeat
+from operator import add, is_, itemgetter
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from ..config.providers import OTHER
 
@@ -46,6 +48,7 @@ def attempt_epoch(stamp: Any) -> float | None:
 #: ":MM:SS" -> seconds into the hour (":59:60" is a leap second); 3,660 short strings
 _INTO_HOUR = {f":{m:02d}:{s:02d}": m * 60 + s for m in range(60) for s in range(61)}
 _HOURS_SEEN: dict[str, float] = {}  # "YYYY-MM-DD HH" -> its Unix time, -1 when it is not one
+_PREFIX, _SUFFIX = itemgetter(slice(0, 13)), itemgetter(slice(13, None))  # "YYYY-MM-DD HH", ":MM:SS"
 
 
 def _hour(prefix: str) -> float:
@@ -60,20 +63,44 @@ def _hour(prefix: str) -> float:
 
 
 def observe_lags(lag: Durations, stamps: Sequence[Any], now: float) -> None:
-    """Observe `now` minus each MailerQ time of a batch, once per distinct time (a busy second shares one)."""
+    """Observe `now` minus each MailerQ time of a batch: in C passes, unless a time is not well formed."""
+    # A slice and a lookup per half of each time, mapped in C; then the times sorted (nearly in
+    # order already) and each bucket's count read by bisecting them: no Python step per attempt.
+    try:
+        hours = list(map(_HOURS_SEEN.get, map(_PREFIX, stamps)))
+        if None in hours:  # an hour not seen yet: read each new one, then look again
+            for stamp in set(stamps):
+                if type(stamp) is str and stamp[:13] not in _HOURS_SEEN:
+                    _hour(stamp[:13])
+            hours = list(map(_HOURS_SEEN.get, map(_PREFIX, stamps)))
+        into = list(map(_INTO_HOUR.get, map(_SUFFIX, stamps)))
+    except TypeError:  # a number, a list or a table a hostile body put there
+        hours = into = [None]
+    if None in hours or None in into or min(hours, default=0.0) < 0:  # some value is not a time
+        _observe_each(lag, stamps, now)
+        return
+    times = sorted(map(add, hours, into))
+    total, counts, below = len(times), lag.counts, 0
+    for i, bound in enumerate(lag.bounds):  # a lag within `bound` is a time at or after now - bound
+        within = total - bisect_left(times, now - bound)
+        counts[i] += within - below
+        below = within
+    counts[-1] += total - below
+    behind = bisect_right(times, now)  # a time ahead of our clock is no lag
+    lag.sum += now * behind - sum(times[:behind])
+
+
+def _observe_each(lag: Durations, stamps: Sequence[Any], now: float) -> None:
+    """observe_lags for a batch holding something that is no time: each distinct value on its own."""
     try:
         distinct = Counter(stamps)
-    except TypeError:  # a list or table a hostile body put there: no time
+    except TypeError:  # unhashable: no time
         distinct = Counter(s if type(s) is str else None for s in stamps)
     counts, bounds, total = lag.counts, lag.bounds, 0.0
-    for stamp, n in distinct.items():  # attempt_epoch and observe inlined: once per attempt in a backlog
-        if type(stamp) is not str or len(stamp) != 19:
-            continue
-        hour, into = _HOURS_SEEN.get(stamp[:13]), _INTO_HOUR.get(stamp[13:])
-        if hour is None:
-            hour = _hour(stamp[:13])
-        if hour >= 0 and into is not None:
-            late = now - hour - into
+    for stamp, n in distinct.items():
+        epoch = attempt_epoch(stamp)
+        if epoch is not None:
+            late = now - epoch
             late = late if late > 0 else 0.0  # a clock ahead of ours is no lag
             counts[bisect_left(bounds, late)] += n
             total += late * n
@@ -118,21 +145,22 @@ class Labelled:
         self.label, self.size = label, size
         self.cache: dict[Any, str] = {}
 
-    def __call__(self, values: Sequence[Any]) -> Iterator[str]:
+    def __call__(self, values: Sequence[Any]) -> Iterable[str]:
         """The label of each value, in order."""
         cache = self.cache
         try:
-            new = set(values).difference(cache)
+            labels = list(map(cache.get, values))  # a label is never None: None is a value not seen yet
         except TypeError:  # a list or table a hostile body put there: as absent
             values = [v if v is None or isinstance(v, (str, int, float)) else None for v in values]
-            new = set(values).difference(cache)
-        if new:
-            if len(cache) + len(new) > self.size:  # a long tail is labelled afresh, memory stays bounded
-                cache.clear()
-                new = set(values)
-            for value in dict.fromkeys(values):  # in the order they came: the first sources seen are kept
-                if value in new:
-                    cache[value] = self.label(value)
+            labels = list(map(cache.get, values))
+        if None not in labels:
+            return labels
+        new = dict.fromkeys(compress(values, map(is_, labels, repeat(None))))  # in the order they came
+        if len(cache) + len(new) > self.size:  # a long tail is labelled afresh, memory stays bounded
+            cache.clear()
+            new = dict.fromkeys(values)
+        for value in new:  # the first sources seen are the ones kept
+            cache[value] = self.label(value)
         return map(cache.__getitem__, values)
 
 

@@ -10,7 +10,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from jinja2 import Template, TemplateSyntaxError, nodes
+from jinja2 import Template, TemplateSyntaxError, meta, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import Context
 
 from .budget import BUDGET, RenderTimeout
@@ -46,6 +47,7 @@ def configure(render_timeout: float, max_line_length: int) -> None:
 ENV: Sandbox = environment(FILTERS, _finalize)
 # Formats are compiled without globals of their own, so every template's are ENV's.
 _GLOBALS = dict(ENV.globals)
+RECORD_NAMES = frozenset({"attempt", "message", "extracted", "record"})  # the keys of every record (render/record.py)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class Format:
     # every piece it outputs is `| json` (which escapes) or text without a control: one_line
     # would change nothing, so it is skipped (a sixth of a render of the shipped json format)
     escaped: bool = False
+    # every name it reads is one of a record's (attempt, message, extracted, record): the record
+    # itself is its context, without a copy merged with the globals it never reads
+    own_names: bool = False
     _context: Context = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -80,7 +85,7 @@ class Format:
         # Reusing the context is safe: names a template sets are cleared before each record,
         # and after an error (which may leave an autoescape block's state behind) it is replaced.
         context = self._context
-        context.parent = {**_GLOBALS, **record}
+        context.parent = record if self.own_names else {**_GLOBALS, **record}
         if context.vars:
             context.vars.clear()
             context.exported_vars.clear()
@@ -152,7 +157,8 @@ def compile_format(path: Path, previous: Format | None = None) -> Format:
     header = _HEADER.match(source)
     straight = not any(True for _ in tree.find_all((nodes.For, nodes.Macro, nodes.CallBlock)))
     return Format(path.stem, str(path), template, digest, time.time(),
-                  one_line(header.group(1)) if header else None, straight, straight and _escaped(tree))
+                  one_line(header.group(1)) if header else None, straight, straight and _escaped(tree),
+                  _reads_only_record_names(tree))
 
 
 # what a piece of output passes through unless it is a plain {{ … }} in the template's body
@@ -171,6 +177,23 @@ def _escaped(tree: nodes.Template) -> bool:
             elif not (isinstance(piece, nodes.Filter) and piece.name in ("json", "tojson")):
                 return False
     return True
+
+
+class _Lookups(meta.TrackingCodeGenerator):
+    """Every name a template looks up in its context at run time, the environment's globals included."""
+
+    def enter_frame(self, frame: Frame) -> None:
+        CodeGenerator.enter_frame(self, frame)
+        self.undeclared_identifiers.update(name for action, name in frame.symbols.loads.values() if action == "resolve")
+
+
+def _reads_only_record_names(tree: nodes.Template) -> bool:
+    """Whether a record alone can be the template's context: it reads no global, and includes nothing."""
+    if any(True for _ in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport))):
+        return False  # what it would pull in renders with a context made from this one
+    lookups = _Lookups(ENV)
+    lookups.visit(tree)
+    return lookups.undeclared_identifiers <= RECORD_NAMES
 
 
 def compile_expression(source: str) -> Callable[..., Any]:
