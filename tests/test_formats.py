@@ -181,6 +181,10 @@ def test_the_sandbox_refuses_escapes_and_mutation(source):
     ('{% set n = attempt.code %}{{ n }}', True),
     ('{% for i in range(2) %}{{ i }}{% endfor %} {{ attempt.code }}', False),   # a global
     ('{{ attempt.code }} {{ nosuchname }}', False),                                # undefined: as before
+    ('{% for a in attempt.items() %}{{ loop.index }}{{ a }}{% endfor %}', False),  # loop: the merged way
+    ('{{ range }}{% set range = 1 %}{{ range }}', False),                          # a global's name, set late
+    ('{% set ns = namespace(n=1) %}{% set ns.n = 2 %}{{ ns.n }}', False),
+    ('{% macro m(x) %}{{ x }}{% endmacro %}{{ m(record.outcome) }}', True),
 ])
 def test_a_format_that_reads_only_the_records_names_renders_the_same_without_the_globals(tmp_path, text, own):
     (tmp_path / "f.j2").write_text(text)

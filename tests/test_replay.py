@@ -150,3 +150,25 @@ def test_a_quarantine_line_that_fails_again_is_kept_with_its_queue_and_routing_k
     assert out.returncode == 0, out.stderr
     (again,) = map(json.loads, (workdir / "quarantine" / "quarantine.jsonl").read_text().splitlines())
     assert (again["queue"], again["routing_key"], again["body"]) == ("results", "results", "{not json")
+
+
+def test_a_replay_syncs_each_file_once_at_its_end_not_at_every_flush(workdir, finals, monkeypatch):
+    from logship import replay
+    from logship.pipeline import Pipeline
+    from logship.settings import load
+    config = load(trace_config(workdir), broker=False)
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd))[1])
+    monkeypatch.setattr(replay, "FLUSH_EVERY", 400)  # three flushes along the way, one at the end
+    pipeline = Pipeline.build(config)
+    flushes = []
+    monkeypatch.setattr(pipeline, "flush", lambda flush=pipeline.flush: (flushes.append(len(synced)), flush())[1])
+    try:
+        summary = replay.Replay(config, pipeline, None).run(replay.lines(str(finals), replay.PlainQueue("results")))
+    finally:
+        pipeline.close()
+    assert summary.messages == 1500 and flushes == [0, 0, 0, 0]  # nothing synced before the last flush
+    assert len(synced) == 1  # out.log, once; the quarantine was never written
+    assert written(workdir / "out.log") == attempts(finals)
+    assert pipeline.sinks["o"].sync == "batch"  # as configured again, for whatever flushes next

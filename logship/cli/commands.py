@@ -17,10 +17,10 @@ from ..settings import load
 from .codes import EXIT_CONFIG, EXIT_DATAERR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 
 
-def checked_config(path: str) -> tuple[Config, FormatSet]:
-    """Load the config and its formats; raise ConfigError or FormatError on any problem."""
+def checked_config(path: str, broker: bool = True) -> tuple[Config, FormatSet]:
+    """Load the config and its formats; raise ConfigError or FormatError on any problem (broker URLs unless told)."""
     from ..pipeline import routers
-    config = load(path)
+    config = load(path, broker=broker)
     formats = FormatSet.load(config.formats.dir)
     for error in formats.errors.values():
         raise error
@@ -74,7 +74,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         print("logship render: needs --format NAME and FILE.json or --sample NAME (--sample alone lists the "
               "samples)", file=sys.stderr)
         return EXIT_USAGE
-    config, formats = checked_config(args.config)
+    config, formats = checked_config(args.config, broker=False)  # offline: no broker to reach
     if args.format not in formats:
         raise ConfigError(config.file, "formats", f"no format {args.format!r} in {config.formats.dir}")
     configure(config.formats.render_timeout, config.formats.max_line_length)  # run and replay: the pipeline
@@ -108,7 +108,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from ..service import logs
     from ..service.memory import keep_freed_memory
     from ..pipeline import Pipeline
-    config, formats = checked_config(args.config)
+    config, formats = checked_config(args.config, broker=False)  # offline: no broker to reach
     logs.setup(config.log.level)
     keep_freed_memory()
     pipeline = replay.dry_pipeline(config, formats) if args.dry_run else Pipeline.build(config, formats)

@@ -8,7 +8,7 @@ import sys
 from .. import __version__
 from ..errors import ConfigError, FormatError, LogshipError, OutputError, RenderError
 from ..render.budget import BUDGET
-from ..shipped import DEFAULT_CONFIG, from_mailerq
+from ..shipped import DEFAULT_CONFIG
 from .codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_UNAVAILABLE
 from .commands import cmd_check, cmd_init, cmd_render, cmd_replay, cmd_run, sample_name
 
@@ -20,6 +20,12 @@ def _config_path(args: argparse.Namespace) -> str:
         raise ConfigError(path, "", f"no such file: `logship init {os.path.dirname(os.path.abspath(path))}` "
                           "writes a starting config and the shipped formats there")
     return path
+
+
+def _mailerq_version(text: str) -> tuple[int, int]:
+    """--mailerq-version's type (init --from-mailerq's module is imported only when it is given)."""
+    from ..shipped.from_mailerq import version
+    return version(text)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -84,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
     p_init.add_argument("--force", action="store_true", help="overwrite existing files")
     p_init.add_argument("--from-mailerq", metavar="FILE", help="MailerQ's config file (/etc/mailerq/config.txt): "
                         "the config takes exactly what that MailerQ publishes, once (docs/mailerq.md)")
-    p_init.add_argument("--mailerq-version", metavar="X.Y", type=from_mailerq.version, help="with --from-mailerq: "
+    p_init.add_argument("--mailerq-version", metavar="X.Y", type=_mailerq_version, help="with --from-mailerq: "
                         "MailerQ's version, when its file leaves rabbitmq-exchange or the 5.15 layout to the defaults")
     printed = p_init.add_mutually_exclusive_group()
     printed.add_argument("--unit", action="store_true", help="print the systemd unit for this install and exit")

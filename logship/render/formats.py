@@ -10,8 +10,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from jinja2 import Template, TemplateSyntaxError, meta, nodes
-from jinja2.compiler import CodeGenerator, Frame
+from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.runtime import Context
 
 from .budget import BUDGET, RenderTimeout
@@ -179,21 +178,16 @@ def _escaped(tree: nodes.Template) -> bool:
     return True
 
 
-class _Lookups(meta.TrackingCodeGenerator):
-    """Every name a template looks up in its context at run time, the environment's globals included."""
-
-    def enter_frame(self, frame: Frame) -> None:
-        CodeGenerator.enter_frame(self, frame)
-        self.undeclared_identifiers.update(name for action, name in frame.symbols.loads.values() if action == "resolve")
-
-
 def _reads_only_record_names(tree: nodes.Template) -> bool:
     """Whether a record alone can be the template's context: it reads no global, and includes nothing."""
     if any(True for _ in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport))):
         return False  # what it would pull in renders with a context made from this one
-    lookups = _Lookups(ENV)
-    lookups.visit(tree)
-    return lookups.undeclared_identifiers <= RECORD_NAMES
+    loaded, stored = {ref.name for ref in tree.find_all(nodes.NSRef)}, {m.name for m in tree.find_all(nodes.Macro)}
+    for name in tree.find_all(nodes.Name):
+        (loaded if name.ctx == "load" else stored).add(name.name)
+    # a name it sets is looked up in the context only where it is not set yet: missing both ways,
+    # unless it is a global's name (or `loop`, `caller`...: not a record's, so the merged way)
+    return loaded <= RECORD_NAMES | stored and not stored & _GLOBALS.keys()
 
 
 def compile_expression(source: str) -> Callable[..., Any]:

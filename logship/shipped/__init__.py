@@ -8,10 +8,13 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import LogshipError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 DEFAULT_DIR = "/etc/logship"        # the unit's ConfigurationDirectory=
 DEFAULT_CONFIG = f"{DEFAULT_DIR}/logship.toml"
@@ -19,14 +22,20 @@ INSTALLED_BIN = "/opt/logship/venv/bin/logship"  # where the shipped unit expect
 INSTALLED_DOCS = "/opt/logship/venv/share/doc/logship"  # where pip puts the pages (pyproject's data-files)
 
 
+def _here() -> Traversable:
+    """This package's files; importlib.resources is imported when first needed, not at every start."""
+    from importlib import resources
+    return resources.files(__package__)
+
+
 def shipped(name: str) -> str:
     """The text of a shipped file: "formats/json.j2", "systemd/logship.service", ..."""
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    return _here().joinpath(name).read_text(encoding="utf-8")
 
 
 def format_names() -> list[str]:
     """The shipped formats' file names."""
-    folder = resources.files(__package__).joinpath("formats")
+    folder = _here().joinpath("formats")
     return sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".j2"))
 
 
@@ -42,7 +51,7 @@ def sample(name: str) -> bytes:
     if name not in samples():
         raise LogshipError(f"no sample {name!r} (there are: {', '.join(samples())}; "
                            "`logship render --sample` lists them)")
-    return resources.files(__package__).joinpath("samples", f"{name}.json").read_bytes()
+    return _here().joinpath("samples", f"{name}.json").read_bytes()
 
 
 @dataclass(frozen=True)
