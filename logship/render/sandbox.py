@@ -52,25 +52,29 @@ class FoldlessCodeGenerator(CodeGenerator):
         if self.environment.is_async or node.attr in _DICT_ATTRIBUTES:
             super().visit_Getattr(node, frame)  # `x.items` and the like: the sandbox decides
         else:
-            self._dict_key(node.node, repr(node.attr), "getattr", frame)
+            self._dict_key(node.node, node.attr, "getattr", frame)
 
     def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
         """`x['name']`: as `x.name`, for a constant text key (what obj[key] would give the sandbox too)."""
         if self.environment.is_async or not (isinstance(node.arg, nodes.Const) and type(node.arg.value) is str):
             super().visit_Getitem(node, frame)
         else:
-            self._dict_key(node.node, repr(node.arg.value), "getitem", frame)
+            self._dict_key(node.node, node.arg.value, "getitem", frame)
 
-    def _dict_key(self, obj: nodes.Expr, key: str, checked: str, frame: Frame) -> None:
+    def _dict_key(self, obj: nodes.Expr, name: str, checked: str, frame: Frame) -> None:
         """A key of a plain dict without a call (12 a record in the shipped formats: a fifth of a render).
 
         The name is resolved at compile time, so only its presence is checked at render time;
-        a missing key, a Headers (a dict subclass) or any other object takes the sandbox's way.
+        a missing key is the sandbox's undefined, made in place; a Headers (a dict subclass) or any
+        other object takes the sandbox's way.
         """
-        held = self.temporary_identifier()  # unique in the module, so a nested one cannot clash
+        held, key = self.temporary_identifier(), repr(name)  # unique in the module, so a nested one cannot clash
         self.write(f"({held}[{key}] if type({held} := ")
         self.visit(obj, frame)
-        self.write(f") is dict and {key} in {held} else environment.{checked}({held}, {key}))")
+        self.write(f") is dict and {key} in {held} else ")
+        if name not in _DICT_ATTRIBUTES:  # missing from a plain dict: what the sandbox's getattr gives, in place
+            self.write(f"environment.undefined(obj={held}, name={key}) if type({held}) is dict else ")
+        self.write(f"environment.{checked}({held}, {key}))")
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         """`a ~ b` through the environment, so its length is checked before it is built."""
