@@ -152,18 +152,24 @@ class Replay:
                     if getattr(sink, "sync", None) == "batch"]  # file sinks: see FLUSH_EVERY
         for sink in deferred:
             sink.sync = "inf"  # type: ignore[attr-defined]  # a sync at most every infinite seconds
-        for body, queue, encoding, only, routing_key in lines:
-            if queue is not last_queue or routing_key is not last_key:  # plain lines: the same objects each time
-                last_queue, last_key, source = queue, routing_key, self.source(queue, routing_key)
-            if not pipeline.handle(Delivery(body, source, encoding, only)):  # type: ignore[arg-type]
-                summary.quarantined += 1
-            summary.messages += 1
-            size += len(body) + 1
-            if summary.messages % PROGRESS_EVERY == 0 and progress is not None:
-                progress.update(size)
-                size = 0
-            if summary.messages % FLUSH_EVERY == 0:
-                pipeline.flush()
+        # locals, and the Delivery tuple built in C (NamedTuple's own __new__ is a Python function)
+        handle, make, messages, quarantined = pipeline.handle, tuple.__new__, 0, 0
+        try:
+            for body, queue, encoding, only, routing_key in lines:
+                if queue is not last_queue or routing_key is not last_key:  # plain lines: the same objects each time
+                    last_queue, last_key, source = queue, routing_key, self.source(queue, routing_key)
+                if not handle(make(Delivery, (body, source, encoding, only))):
+                    quarantined += 1
+                messages += 1
+                size += len(body) + 1
+                if messages % PROGRESS_EVERY == 0 and progress is not None:
+                    progress.update(size)
+                    size = 0
+                if messages % FLUSH_EVERY == 0:
+                    pipeline.flush()
+        finally:
+            summary.messages += messages
+            summary.quarantined += quarantined
         for sink in deferred:
             sink.sync = "batch"  # type: ignore[attr-defined]
         pipeline.flush()

@@ -106,11 +106,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Feed result messages from JSON lines through the pipeline to the outputs; say what it did."""
     from .. import replay
     from ..service import logs
-    from ..service.memory import keep_freed_memory
+    from ..service.memory import fewer_collections, keep_freed_memory
     from ..pipeline import Pipeline
     config, formats = checked_config(args.config, broker=False)  # offline: no broker to reach
     logs.setup(config.log.level)
     keep_freed_memory()
+    fewer_collections()
     pipeline = replay.dry_pipeline(config, formats) if args.dry_run else Pipeline.build(config, formats)
     bar = replay.progress(args.file)
     try:

@@ -110,7 +110,8 @@ def records(message: dict[str, Any], source: Source, received: float,
     visible = redact(message) if hidden else message  # four lookups rather than a call: per message
     stamp = utc_iso_millis(received)
     recipient_domain, envelope_domain = domain(message.get("recipient")), domain(message.get("envelope"))
-    message_id = extracted["headers"].get("message-id", "")
+    headers = extracted["headers"]  # as sent, or any case (Headers): the dict's own lookup first, in C
+    message_id = dict.get(headers, "message-id") or headers.get("message-id", "")
     out = []
     for index in range(0 if source.scope == "all" else count - 1, count):
         attempt = results[index]

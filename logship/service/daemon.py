@@ -1,7 +1,6 @@
 """Wiring for `logship run`: config, formats, outputs, consumer, watcher, signals."""
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import time
@@ -17,6 +16,7 @@ from ..render.formats import FormatSet
 from ..stats import Attempts, Stats
 from ..render.deliverability import AttemptLabels
 from ..pipeline import Pipeline
+from .memory import fewer_collections
 from .status import Service
 from .watch import Watcher, snapshot
 
@@ -65,10 +65,7 @@ class Daemon:
             log.warning(warning)
         if self.watcher:
             self.watcher.start()
-        # Every delivery allocates a few hundred acyclic objects that reference counting frees:
-        # collect young garbage less often, and never rescan what start-up left behind.
-        gc.freeze()
-        gc.set_threshold(20_000, 50, 50)
+        fewer_collections()
         BUDGET.on_progress = self.service.notifier.watchdog  # a long run of bounded renders still pings
         try:
             self.service.start()
