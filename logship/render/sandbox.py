@@ -69,12 +69,17 @@ class FoldlessCodeGenerator(CodeGenerator):
         other object takes the sandbox's way.
         """
         held, key = self.temporary_identifier(), repr(name)  # unique in the module, so a nested one cannot clash
+        if isinstance(obj, nodes.Name) and obj.ctx == "load":  # `attempt.x`: the name's own variable, checked once
+            ref = frame.symbols.ref(obj.name)
+            self.write(f"({ref}[{key}] if type({ref}) is dict and {key} in {ref} else ")
         self.write(f"({held}[{key}] if type({held} := ")
         self.visit(obj, frame)
         self.write(f") is dict and {key} in {held} else ")
         if name not in _DICT_ATTRIBUTES:  # missing from a plain dict: what the sandbox's getattr gives, in place
             self.write(f"environment.undefined(obj={held}, name={key}) if type({held}) is dict else ")
         self.write(f"environment.{checked}({held}, {key}))")
+        if isinstance(obj, nodes.Name) and obj.ctx == "load":
+            self.write(")")
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         """`a ~ b` through the environment, so its length is checked before it is built."""
