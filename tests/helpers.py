@@ -1,6 +1,7 @@
 """Helpers for tests: configs, traffic, a running daemon."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -54,7 +55,15 @@ def traffic(n: int, seed: int = 7) -> list[dict[str, Any]]:
     """Generated MailerQ traffic: {"queue", "body"} events for `n` e-mails."""
     out = subprocess.run([sys.executable, str(GENERATOR), str(n), "--seed", str(seed)],
                          check=True, capture_output=True, text=True).stdout
-    return [json.loads(line) for line in out.splitlines()]
+    # Parsing makes millions of small dicts and lists, none in a cycle: with the cyclic
+    # collector on, its passes over them took 5.2 s of the 6.5 for 35,000 e-mails (1.3 s without).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return [json.loads(line) for line in out.splitlines()]
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def publish(url: str, events: list[dict[str, Any]], queues: tuple[str, ...] = ("results", "retry"),
