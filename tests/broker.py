@@ -33,13 +33,19 @@ def free_port() -> int:
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(500):
         port = random.randrange(max(1024, low - 12000), low)
+        if port in _HANDED_OUT:  # free now, but a node that is stopped or not started yet owns it
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free port below the ephemeral range")
+
+
+_HANDED_OUT: set[int] = set()  # every port free_port() returned in this run: never twice
 
 
 class RabbitNode:
@@ -90,6 +96,10 @@ class RabbitNode:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"rabbitmq-server exited: {(self.dir / 'server.out').read_text()[-2000:]}")
+            with socket.socket() as s:  # the listener opens at the end of the boot; pika only then
+                if s.connect_ex(("127.0.0.1", self.port)) != 0:  # (each refusal pika logs as an error)
+                    time.sleep(0.2)
+                    continue
             try:
                 pika.BlockingConnection(pika.URLParameters(self.url + "?connection_attempts=1")).close()
                 return
