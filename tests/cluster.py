@@ -75,13 +75,21 @@ class RabbitCluster:
         return port
 
     def start(self) -> None:
-        """Start every node at once, then join the others to the first."""
-        _all(node.start for node in self.nodes)
+        """Start the first node, then the others one at a time, each joining the first as it boots.
+
+        The others find the first by classic-config peer discovery: a node with an empty
+        database joins the node listed. It took 25 s on an idle 2-core machine to start all
+        three at once (their boots compete for the cores) and then join two with rabbitmqctl
+        (stop_app, join_cluster, start_app: six Erlang VMs); one after the other, joining as
+        they boot, 16 s. One at a time, never two joining at once.
+        """
         first = self.nodes[0].name
         for node in self.nodes[1:]:
-            node.ctl("stop_app")
-            node.ctl("join_cluster", first)
-            node.ctl("start_app")
+            with open(node.dir / "rabbitmq.conf", "a") as conf:
+                conf.write("cluster_formation.peer_discovery_backend = classic_config\n"
+                           f"cluster_formation.classic_config.nodes.1 = {first}\n")
+        for node in self.nodes:
+            node.start()
         running = json.loads(self.nodes[0].ctl("cluster_status", "--formatter", "json"))["running_nodes"]
         assert sorted(running) == sorted(n.name for n in self.nodes), running
 

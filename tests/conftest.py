@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -12,7 +13,7 @@ from typing import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from broker import RabbitNode
+from broker import SERVER, RabbitNode
 from helpers import scaled
 from cluster import RabbitCluster, TestCA
 
@@ -41,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def rabbit() -> Iterator[RabbitNode]:
     """The test run's own RabbitMQ node (started once, on free loopback ports)."""
-    if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
+    if not Path(SERVER).exists():
         pytest.fail("rabbitmq-server is not installed: run the suite with ./tests/run")
     node = RabbitNode()
     node.start()
@@ -49,15 +50,74 @@ def rabbit() -> Iterator[RabbitNode]:
     node.cleanup()
 
 
+class ClusterBoot(threading.Thread):
+    """The run's cluster, booting on a thread of its own from the end of collection on.
+
+    Its three nodes boot one after the other (16 s on an idle 2-core machine, more when busy).
+    The tests that use it come after the fault suite, whose scenarios spend most of their time
+    waiting out a fault: the boot overlaps them instead of holding up the first cluster test.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="cluster-boot", daemon=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="logship-ca-"))
+        self.nodes: RabbitCluster | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.nodes = RabbitCluster(3, TestCA(self.folder))
+            self.nodes.start()
+        except BaseException as error:  # raised by ready(), in the test that asks for the cluster
+            self.error = error
+
+    def ready(self) -> RabbitCluster:
+        """The cluster once it is up; its boot's error if it failed."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+        assert self.nodes is not None
+        return self.nodes
+
+    def cleanup(self) -> None:
+        """Stop whatever nodes were started and remove the folders."""
+        self.join()
+        if self.nodes is not None:
+            self.nodes.cleanup()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+BOOT = pytest.StashKey[ClusterBoot]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start booting the cluster now when a collected test will use it (see ClusterBoot)."""
+    options = session.config.option
+    if options.collectonly or getattr(options, "setuponly", False) or getattr(options, "setupplan", False):
+        return
+    if not Path(SERVER).exists() or not any("cluster" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    boot = session.config.stash[BOOT] = ClusterBoot()
+    boot.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the cluster (booted or booting) at the end of the run."""
+    boot = session.config.stash.get(BOOT, None)
+    if boot is not None:
+        boot.cleanup()
+
+
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+def cluster(request: pytest.FixtureRequest) -> RabbitCluster:
     """Three RabbitMQ nodes joined into one cluster, with TLS listeners (tests/cluster.py); one per run."""
-    nodes = RabbitCluster(3, TestCA(tmp_path_factory.mktemp("ca")))
-    try:
-        nodes.start()
-        yield nodes
-    finally:
-        nodes.cleanup()
+    if not Path(SERVER).exists():
+        pytest.fail("rabbitmq-server is not installed: run the suite with ./tests/run")
+    boot = request.config.stash.get(BOOT, None)
+    if boot is None:  # not foreseen at collection (a test asking for it by getfixturevalue)
+        boot = request.config.stash[BOOT] = ClusterBoot()
+        boot.start()
+    return boot.ready()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import GENERATOR, logship, write_config
+from helpers import GENERATOR, logship, traffic, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "tests" / "samples").glob("*.json"))
@@ -77,6 +77,17 @@ def test_replay_writes_every_attempt_of_generated_traffic_exactly_once(workdir):
     written = Counter(tuple(json.loads(line)) for line in (workdir / "out.log").read_text().splitlines())
     assert written == expected and max(written.values()) == 1
     assert b"replayed 10000 messages, 0 quarantined" in out.stderr
+
+
+def test_the_suites_traffic_is_what_the_generators_command_line_prints() -> None:
+    """helpers.traffic() runs the generator's loop in-process (seconds faster): it must print nothing else."""
+    for n, seed in ((300, 7), (40, 11)):
+        lines = subprocess.run([sys.executable, str(GENERATOR), str(n), "--seed", str(seed)],
+                               check=True, capture_output=True, text=True).stdout.splitlines()
+        events = traffic(n, seed=seed)
+        assert events == [json.loads(line) for line in lines]
+    events[0]["body"]["results"][0]["time"] = "changed"  # each event a copy of its own, as parsed JSON is
+    assert all(e["body"]["results"][0]["time"] != "changed" for e in events[1:])
 
 
 def test_replay_quarantines_bad_lines_and_goes_on(config, workdir):

@@ -17,16 +17,19 @@ TRACE = ('{{ {"recipient": message.recipient, "attempt": record.attempt_number, 
          '"queue": record.queue} | json }}\n')
 LOGSHIP_PASSWORD = "logship-own-pw"
 CAP = 400  # small enough to pass in a test, larger than any queue's backlog while logship runs
+USER_MADE: set[str] = set()  # the nodes (by name) that have logship's user with LOGSHIP_PASSWORD
 
 
 def initialised(rabbit, mq: MailerQ, folder: Path) -> tuple[Path, str]:
     """`init --from-mailerq` on MailerQ's file, logship's user made as it says; the config and what it printed."""
     out = logship("init", "--from-mailerq", str(mq.config_file(folder / "mailerq.txt")), str(folder / "etc"))
     assert out.returncode == 0, out.stderr
-    try:
-        rabbit.ctl("add_user", "logship", LOGSHIP_PASSWORD)
-    except subprocess.CalledProcessError:
-        pass  # made by an earlier test of this run; permissions are per vhost
+    if rabbit.name not in USER_MADE:  # one rabbitmqctl call (about 1 s) per run, not per layout
+        try:
+            rabbit.ctl("add_user", "logship", LOGSHIP_PASSWORD)
+        except subprocess.CalledProcessError:
+            pass  # made by an earlier test of this run; permissions are per vhost
+        USER_MADE.add(rabbit.name)
     line = next(line for line in out.stdout.splitlines() if "rabbitmqctl set_permissions" in line)
     rabbit.ctl(*shlex.split(line)[1:])
     etc = folder / "etc"

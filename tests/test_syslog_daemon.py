@@ -10,9 +10,13 @@ from helpers import RunningDaemon, expected_attempts, publish, queue_depth, traf
 from syslog_receivers import Rsyslog
 
 TCP = 'module(load="imtcp")\ninput(type="imtcp" address="127.0.0.1" port="{port}")'
-#: how long the receiver stays stopped: the issue says a minute; 25 s keeps the suite fast and is
-#: still five heartbeat intervals (RabbitMQ drops a connection after two missed heartbeats)
-STALL = 25
+#: the AMQP heartbeat during the test, seconds: RabbitMQ checks for traffic every interval and
+#: drops a connection after two checks that found none, so 6-9 s of silence
+HEARTBEAT = 3
+#: how long the receiver stays stopped: the issue says a minute; 15 s keeps the suite fast and is
+#: still five heartbeat intervals, well past the 9 s by which a silent connection is dropped
+#: (it was 25 s with a heartbeat of 5, whose silent connection could last until 15 s)
+STALL = 5 * HEARTBEAT
 # a trace of the attempt, padded so the kernel's socket buffers fill up during the stall
 TRACE = ('{{ {"recipient": message.recipient, "attempt": record.attempt_number, "time": attempt.time} | json }}'
          ' {{ "x" * 6000 }}\n')
@@ -49,7 +53,7 @@ def test_a_receiver_stalled_under_load_loses_nothing_and_the_amqp_connection_sta
     (workdir / "formats" / "trace.j2").write_text(TRACE)
     with Rsyslog(workdir / "rsyslog", TCP) as rsyslog:
         config = write_config(workdir, vhost_url, OUTPUT.replace("{port}", str(rsyslog.port)))
-        config.write_text(config.read_text().replace("prefetch = 1000", "prefetch = 1000\nheartbeat = 5"))
+        config.write_text(config.read_text().replace("prefetch = 1000", f"prefetch = 1000\nheartbeat = {HEARTBEAT}"))
         with RunningDaemon(config) as daemon:
             wait_for(lambda: len(rsyslog.lines()) > 200, what="the first messages")
             rsyslog.signal(signal.SIGSTOP)
