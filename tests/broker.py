@@ -86,12 +86,12 @@ class RabbitNode:
     def start(self, timeout: float = 90) -> None:
         """Start the node and wait until it accepts AMQP connections (`timeout` scaled)."""
         timeout = scaled(timeout)
-        log = open(self.dir / "server.out", "ab")
         # The server's own script, not Debian's /usr/sbin wrapper: that one switches user with su,
         # which starts a new session where stop() could not reach the Erlang VM.
         as_user = {"user": "rabbitmq", "group": "rabbitmq"} if os.geteuid() == 0 else {}
-        self.process = subprocess.Popen([SERVER], env=self.env, stdout=log, stderr=log,
-                                        start_new_session=True, **as_user)
+        with open(self.dir / "server.out", "ab") as log:  # the server keeps its own copy of the descriptor
+            self.process = subprocess.Popen([SERVER], env=self.env, stdout=log, stderr=log,
+                                            start_new_session=True, **as_user)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
