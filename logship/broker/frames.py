@@ -38,6 +38,7 @@ _HEADER = spec.FRAME_HEADER_SIZE  # type (1 byte), channel (2), payload size (4)
 _METHOD, _CONTENT_HEADER, _BODY, _END = spec.FRAME_METHOD, spec.FRAME_HEADER, spec.FRAME_BODY, spec.FRAME_END
 _DELIVER = spec.Basic.Deliver.INDEX.to_bytes(4, "big")  # a method frame's payload starts with its class and method
 KEPT = 512  # distinct names, and distinct content headers, remembered per connection
+_STATE = "_logship_deliveries"  # where a connection keeps its Deliveries
 _PRIVATE = ("_frame_buffer", "bytes_received", "frames_received", "_process_frame", "_deliver_frame_to_channel")
 
 
@@ -65,7 +66,9 @@ def on_data_available(self: pika.connection.Connection, data_in: bytes) -> None:
     # comes before it is open or not at all.
     buffer = self._frame_buffer + data_in if self._frame_buffer else data_in
     self._frame_buffer = b""
-    deliveries = self.__dict__.get("_logship_deliveries") or self.__dict__.setdefault("_logship_deliveries", Deliveries())
+    deliveries = self.__dict__.get(_STATE)
+    if deliveries is None:  # the connection's first read
+        deliveries = self.__dict__[_STATE] = Deliveries()
     assembling = deliveries.assembling
     start, size = 0, len(buffer)
     try:
@@ -81,7 +84,8 @@ def on_data_available(self: pika.connection.Connection, data_in: bytes) -> None:
                     raise exceptions.InvalidFrameError("Invalid FRAME_END marker")
                 self.bytes_received += end - start
                 self.frames_received += 1  # what _process_frame counts
-                channel, payload, start = int.from_bytes(buffer[start + 1:start + 3], "big"), buffer[start + _HEADER:end - 1], end
+                channel, payload = int.from_bytes(buffer[start + 1:start + 3], "big"), buffer[start + _HEADER:end - 1]
+                start = end
                 if deliveries.take(self, kind, channel, payload) and self.is_closed:  # as pika, after a consumer ran
                     return
                 continue
