@@ -193,6 +193,16 @@ class RunningDaemon:
             self.process.wait()
 
 
+def promtool() -> str:
+    """promtool's path; a failure, not a skip, when it is missing: ./tests/run installs Debian's prometheus for it."""
+    import shutil
+    path = shutil.which("promtool")
+    if path is None:
+        import pytest
+        pytest.fail("promtool is not installed: ./tests/run installs it (Debian: apt-get install prometheus)")
+    return path
+
+
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of the endpoint: (name, sorted labels) -> value."""
     text = urllib.request.urlopen(url, timeout=5).read().decode()

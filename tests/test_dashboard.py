@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from typing import Any, Iterator
 
 import pytest
 
-from helpers import (ROOT, TRACE_OUTPUT, RunningDaemon, line_count, metrics_url, publish, scrape, traffic,
+from helpers import (ROOT, TRACE_OUTPUT, RunningDaemon, line_count, metrics_url, promtool, publish, scrape, traffic,
                      wait_for, write_config)
 
 DASHBOARD = ROOT / "contrib" / "grafana" / "logship.json"
@@ -64,14 +63,11 @@ def test_every_panel_has_its_own_id_the_data_source_input_and_balanced_queries(p
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_every_panel_query_is_promql_that_promtool_parses(path, tmp_path):
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
     exprs = [e for e in queries(json.loads(path.read_text())) if not e.startswith("label_values(")]
     rules = {"groups": [{"name": "panels", "rules": [{"record": f"panel:query{i}", "expr": grafana_free(e)}
                                                        for i, e in enumerate(exprs)]}]}
     (tmp_path / "rules.yml").write_text(json.dumps(rules))  # JSON is YAML
-    result = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True)
+    result = subprocess.run([promtool(), "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -11,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from helpers import (TRACE_OUTPUT as TRACE_ROUTE, RunningDaemon, line_count, logship, metrics_url, publish, scrape,
-                     wait_for, write_config)
+from helpers import (TRACE_OUTPUT as TRACE_ROUTE, RunningDaemon, line_count, logship, metrics_url, promtool, publish,
+                     scrape, wait_for, write_config)
 from logship.config.load import load
 from logship.errors import ConfigError
 from logship.config.providers import PROVIDERS
@@ -93,10 +92,8 @@ def test_every_attempt_across_hundreds_of_domains_and_ips_is_counted_once_in_eac
 
 
 def lint(exposition: bytes) -> None:
-    """promtool's lint of the whole /metrics page finds nothing (when promtool is installed)."""
-    if shutil.which("promtool") is None:
-        return  # Debian's prometheus package has it; tests/test_dashboard.py says so when it is missing
-    result = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True)
+    """promtool's lint of the whole /metrics page finds nothing."""
+    result = subprocess.run([promtool(), "check", "metrics"], input=exposition, capture_output=True)
     assert result.returncode == 0 and not result.stdout + result.stderr, (result.stdout + result.stderr).decode()
 
 
@@ -184,12 +181,10 @@ def test_the_documented_example_of_metrics_providers_loads(tmp_path):
 
 
 def test_the_example_alert_rules_cover_providers_ips_lag_and_caps_and_promtool_accepts_them(tmp_path):
-    if shutil.which("promtool") is None:
-        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
     rules = tmp_path / "rules.yml"
     rules.write_text(fenced(DOCS / "operations.md", "### Alerts", "yaml"))
     alerts = rules.read_text().count("- alert: ")
     assert {"ProviderDeferring", "SendingIPDeferredMoreThanItsPool", "LogshipLogsLagging", "LogshipQueueAtCap"} <= \
         set(re.findall(r"- alert: (\w+)", rules.read_text()))
-    result = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True)
+    result = subprocess.run([promtool(), "check", "rules", str(rules)], capture_output=True, text=True)
     assert result.returncode == 0 and f"SUCCESS: {alerts} rules found" in result.stdout, result.stdout + result.stderr
