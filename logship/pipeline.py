@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from typing import Any, Callable, NamedTuple
@@ -30,6 +31,11 @@ class Delivery(NamedTuple):
     content_encoding: str | None = None
     # a replayed route quarantine: only these (format, output, attempt number) are rendered
     only: frozenset[tuple[str, str, int]] | None = None
+
+
+# Delivery((body, source, encoding, only)) built in C, for the loops that make one per message:
+# NamedTuple's own __new__ is a Python function
+new_delivery = functools.partial(tuple.__new__, Delivery)
 
 
 class Failure(NamedTuple):

@@ -17,7 +17,7 @@ from .errors import RecordRefused
 from .render.formats import FormatSet
 from .stats import Stats
 from .sinks.file.paths import PathTemplate, is_template
-from .pipeline import Delivery, Pipeline
+from .pipeline import Pipeline, new_delivery
 from .quarantine import Quarantine
 from .render.record import Source
 
@@ -152,13 +152,12 @@ class Replay:
                     if getattr(sink, "sync", None) == "batch"]  # file sinks: see FLUSH_EVERY
         for sink in deferred:
             sink.sync = "inf"  # type: ignore[attr-defined]  # a sync at most every infinite seconds
-        # locals, and the Delivery tuple built in C (NamedTuple's own __new__ is a Python function)
-        handle, make, messages, quarantined = pipeline.handle, tuple.__new__, 0, 0
+        handle, messages, quarantined = pipeline.handle, 0, 0  # locals: once a message
         try:
             for body, queue, encoding, only, routing_key in lines:
                 if queue is not last_queue or routing_key is not last_key:  # plain lines: the same objects each time
                     last_queue, last_key, source = queue, routing_key, self.source(queue, routing_key)
-                if not handle(make(Delivery, (body, source, encoding, only))):
+                if not handle(new_delivery((body, source, encoding, only))):
                     quarantined += 1
                 messages += 1
                 size += len(body) + 1

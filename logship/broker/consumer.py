@@ -15,13 +15,12 @@ from .batches import Batches
 from .nodes import Nodes
 from ..config.broker import Broker
 from ..config.queues import Queue
-from ..pipeline import Delivery, Pipeline
+from ..pipeline import Pipeline, new_delivery
 from ..render.record import Source
 
 log = logging.getLogger("logship")
 
 # What a lost broker looks like; each of these ends in a reconnect.
-_tuple = tuple.__new__
 BROKER_ERRORS = (pika.exceptions.AMQPError, ConnectionError, OSError)
 
 # The queues' ready messages (logship_queue_messages) are sampled this often: a passive
@@ -165,8 +164,7 @@ class Consumer(Batches):
                 # queue counts nothing, so its redeliveries' count is unknown (empty in a format)
                 count = key[2] if key[2] is not None or key[1] else 0
                 source = sources[key] = Source(queue.name, queue.scope, queue.final, key[0], key[1], count)
-            # the tuple built in C: NamedTuple's own __new__ is a Python function
-            delivery = _tuple(Delivery, (body, source, properties.content_encoding, None))  # type: ignore[attr-defined]
+            delivery = new_delivery((body, source, properties.content_encoding, None))  # type: ignore[attr-defined]
             ok = self.pipeline.handle(delivery)
             if not self._pending:
                 self._first_pending = time.monotonic()

@@ -69,7 +69,8 @@ class FoldlessCodeGenerator(CodeGenerator):
         other object takes the sandbox's way.
         """
         held, key = self.temporary_identifier(), repr(name)  # unique in the module, so a nested one cannot clash
-        if isinstance(obj, nodes.Name) and obj.ctx == "load":  # `attempt.x`: the name's own variable, checked once
+        named = isinstance(obj, nodes.Name) and obj.ctx == "load"
+        if named:  # `attempt.x`: the name's own variable first, without the walrus and the missing check
             ref = frame.symbols.ref(obj.name)
             self.write(f"({ref}[{key}] if type({ref}) is dict and {key} in {ref} else ")
         self.write(f"({held}[{key}] if type({held} := ")
@@ -78,7 +79,7 @@ class FoldlessCodeGenerator(CodeGenerator):
         if name not in _DICT_ATTRIBUTES:  # missing from a plain dict: what the sandbox's getattr gives, in place
             self.write(f"environment.undefined(obj={held}, name={key}) if type({held}) is dict else ")
         self.write(f"environment.{checked}({held}, {key}))")
-        if isinstance(obj, nodes.Name) and obj.ctx == "load":
+        if named:
             self.write(")")
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
@@ -100,16 +101,19 @@ class Sandbox(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         """`obj.attribute`: a plain dict's key directly (the hot path); everything else the checked way."""
         if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
-            value = obj.get(attribute, missing)  # no KeyError raised and caught: a missing field is common
-            return self.undefined(obj=obj, name=attribute) if value is missing else value
+            return self._plain_key(obj, attribute)
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         """`obj[argument]`: a plain dict's text key directly; jinja2's way (two exceptions when missing) otherwise."""
         if type(obj) is dict and type(argument) is str and argument not in _DICT_ATTRIBUTES:
-            value = obj.get(argument, missing)
-            return self.undefined(obj=obj, name=argument) if value is missing else value
+            return self._plain_key(obj, argument)
         return super().getitem(obj, argument)
+
+    def _plain_key(self, obj: dict[str, Any], name: str) -> Any:
+        """A plain dict's key, or undefined when it is missing (no KeyError raised and caught: that is common)."""
+        value = obj.get(name, missing)
+        return self.undefined(obj=obj, name=name) if value is missing else value
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         """`left operator right`, refused when the result would be too big to build."""

@@ -20,18 +20,19 @@ def attempt_families(attempts: Attempts) -> Iterator[Metric]:
     by_provider = CounterMetricFamily(
         "logship_attempts", f"Delivery attempts by outcome and the recipient domain's mailbox provider "
         f"(the shipped table and [metrics.providers]; other for the rest), {COUNTED}", labels=["outcome", "provider"])
-    counts, names = dict(attempts.by_provider), attempts.labels.names if attempts.labels else ()
+    providers, sources, statuses = attempts.families()  # one snapshot: the three families agree
+    counts, names = dict(providers), attempts.labels.names if attempts.labels else ()
     for key in sorted({*counts, *((o, p) for p in (*names, OTHER) for o in OUTCOMES)}):
         by_provider.add_metric(list(key), counts.get(key, 0))  # every provider from the start: rates exist
     by_source = CounterMetricFamily(
         "logship_attempts_by_source", f"Delivery attempts by outcome and sending IP (the attempt's `from`; "
         f"other past metrics.max_sources, none without one), {COUNTED}", labels=["outcome", "source_ip"])
-    for key, n in sorted(dict(attempts.by_source).items()):
+    for key, n in sorted(sources.items()):
         by_source.add_metric(list(key), n)
     by_status = CounterMetricFamily(
         "logship_attempts_by_status", f"Delivery attempts by outcome and enhanced status class and subject "
         f"(4.7 for 4.7.28; none without a valid one), {COUNTED}", labels=["outcome", "status"])
-    for key, n in sorted(dict(attempts.by_status).items()):
+    for key, n in sorted(statuses.items()):
         by_status.add_metric(list(key), n)
     lag = HistogramMetricFamily(
         "logship_attempt_lag_seconds", "Seconds from an attempt's own time (MailerQ's, to the second) to its "
